@@ -1,0 +1,3 @@
+from labsky.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""Document callbacks subscribed by the session."""
+
+from labsky.callbacks.progress import RunProgress
+
+__all__ = ["RunProgress"]

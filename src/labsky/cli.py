@@ -1,0 +1,244 @@
+"""The `labsky` command: one entry point for every front end.
+
+Every command builds the same session from a profile (`labsky.session.start`),
+so what works at the prompt works here and in notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+app = typer.Typer(
+    help="labsky: data acquisition for optics labs on Bluesky.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ProfileArg = Annotated[
+    str, typer.Argument(help="Profile name (folder under ./profiles) or path.")
+]
+
+
+def find_profile(name: str) -> Path:
+    """Resolve a profile name or path to its directory.
+
+    Looks at the path itself, then `./profiles/<name>`, then
+    `$LABSKY_PROFILES/<name>`.
+    """
+    candidates = [Path(name), Path("profiles") / name]
+    if "LABSKY_PROFILES" in os.environ:
+        candidates.append(Path(os.environ["LABSKY_PROFILES"]) / name)
+    for candidate in candidates:
+        if candidate.is_file() and candidate.name == "profile.yaml":
+            return candidate.parent.resolve()
+        if (candidate / "profile.yaml").is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise typer.BadParameter(f"no profile {name!r} (looked in {tried})")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where to keep the demo's data (default: user data dir)."),
+    ] = None,
+) -> None:
+    """Run the demo: simulated lab, real scans, HDF5 frames, a Tiled catalog."""
+    from labsky.demo import run_demo
+
+    _logging()
+    run_demo(data_dir, echo=typer.echo)
+
+
+@app.command()
+def check(
+    profile: Annotated[
+        str | None, typer.Argument(help="Profile name or path.", show_default=False)
+    ] = None,
+    connect: Annotated[
+        bool, typer.Option(help="Also build and connect every device in mock mode.")
+    ] = False,
+    kinds: Annotated[bool, typer.Option(help="List the device kinds and exit.")] = False,
+) -> None:
+    """Validate a profile: its settings, device declarations and plan modules."""
+    from labsky.config import ConfigError, load_profile
+    from labsky.plan_loader import load_plan_module
+    from labsky.session import load_declarations
+
+    if kinds:
+        _print_kinds()
+        return
+    if profile is None:
+        raise _fail("give a profile to check, or --kinds", 2)
+    path = find_profile(profile)
+    try:
+        prof = load_profile(path)
+        decls = load_declarations(prof.device_files)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    problems = [p for f in prof.plan_files for p in load_plan_module(f).problems]
+    typer.echo(f"profile {prof.name}: {len(decls)} devices, {len(prof.plan_files)} plan files")
+    for decl in decls.values():
+        skip = " (skipped)" if decl.skip else ""
+        typer.echo(f"  {decl.name:<16} {decl.kind:<20} {decl.source}{skip}")
+    if connect:
+        from labsky.session import start
+
+        with start(path, mock=True, tiled=False, progress=False) as session:
+            problems += [str(e) for e in session.device_errors.values()]
+    for problem in problems:
+        typer.secho(f"  {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("ok")
+
+
+def _print_kinds() -> None:
+    from labsky.devices import device_kinds
+
+    for kind in device_kinds().values():
+        deps = ", ".join(kind.dependencies) or "-"
+        typer.echo(f"{kind.name:<20} needs: {deps:<34} {kind.summary}")
+        for field, info in kind.params.model_fields.items():
+            typer.echo(f"    params.{field} = {info.default!r}: {info.description or ''}")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def run(
+    profile: ProfileArg,
+    plan: Annotated[str, typer.Argument(help="Plan name (see `labsky check`).")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Positional plan arguments, as YAML values."),
+    ] = None,
+    arg: Annotated[
+        list[str] | None,
+        typer.Option("--arg", "-a", help="Keyword argument NAME=VALUE (VALUE is YAML)."),
+    ] = None,
+    md: Annotated[
+        list[str] | None, typer.Option(help="Run metadata KEY=VALUE.")
+    ] = None,
+    mock: Annotated[
+        bool | None, typer.Option("--mock/--no-mock", help="Override the profile.")
+    ] = None,
+) -> None:
+    """Run one plan of a profile, e.g. `labsky run sim count "[pdet]" --arg num=5`."""
+    from labsky.config import ConfigError
+    from labsky.plan_arguments import PlanArgumentError
+    from labsky.session import start
+
+    _logging()
+    kwargs: dict[str, Any] = {}
+    for item in arg or []:
+        if "=" not in item:
+            raise _fail(f"--arg {item!r}: write NAME=VALUE, e.g. --arg num=5", 2)
+        key, value = item.split("=", 1)
+        kwargs[key] = _parse_value(value)
+    if md:
+        kwargs["md"] = {k: _parse_value(v) for k, v in (m.split("=", 1) for m in md)}
+    positional = [_parse_value(a) for a in args or []]
+    try:
+        session = start(find_profile(profile), mock=mock)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    with session:
+        typer.echo(session.summary())
+        try:
+            generator = session.plan(plan, *positional, **kwargs)
+        except (PlanArgumentError, KeyError) as exc:
+            raise _fail(str(exc).strip('"'), 2) from None
+        result = session.run_engine(generator)
+        typer.echo(f"{plan}: {result.exit_status}; run uids: {', '.join(result.run_start_uids)}")
+        if result.plan_result is not None and not isinstance(result.plan_result, str):
+            typer.echo(f"result: {result.plan_result}")
+        if result.exit_status != "success":
+            raise typer.Exit(1)
+
+
+@app.command()
+def shell(profile: ProfileArg) -> None:
+    """Open IPython with the profile's session (RE, devices, plans, %wa, %mov)."""
+    import IPython
+
+    path = find_profile(profile)
+    sys.exit(IPython.start_ipython(argv=[f"--profile-dir={path}"]))
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option(help="Data directory of a profile or demo.")],
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(help="API key (default: the one stored with the data).")
+    ] = None,
+) -> None:
+    """Serve a data directory's run catalog with Tiled on 127.0.0.1."""
+    from labsky.tiled_service import LocalTiled
+
+    _logging()
+    data_dir = data_dir.resolve()
+    server = LocalTiled(
+        data_dir / "tiled", readable_storage=[data_dir / "detectors"], api_key=api_key, port=port
+    )
+    typer.echo(f"Tiled serving {data_dir} at {server.url} (api key {server.api_key})")
+    typer.echo("Ctrl-C to stop.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@app.command()
+def schema(
+    out: Annotated[
+        Path | None, typer.Option(help="Write devices.schema.json and profile.schema.json here.")
+    ] = None,
+) -> None:
+    """Print (or write) the JSON schemas of device and profile files."""
+    from labsky.config import devices_schema, profile_schema
+
+    schemas = {"devices": devices_schema(), "profile": profile_schema()}
+    if out is None:
+        typer.echo(json.dumps(schemas, indent=2))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, content in schemas.items():
+        (out / f"{name}.schema.json").write_text(json.dumps(content, indent=2) + "\n")
+    typer.echo(f"wrote {out}/devices.schema.json and {out}/profile.schema.json")
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Entry point of the `labsky` console script."""
+    app()

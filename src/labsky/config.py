@@ -1,0 +1,461 @@
+"""Declarations as validated data: `devices/*.yaml` and `profiles/*/profile.yaml`.
+
+Two pydantic models describe the files. Per-kind `params` are checked by the
+model each kind registers (`labsky.devices.device_kinds`), so a typo in a
+parameter fails when the file is loaded, with the file and the line, not in the
+middle of a scan. `devices_schema()` and `profile_schema()` export JSON schemas
+for editors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
+
+from labsky.devices import DeviceKind, device_kinds
+from labsky.yaml_source import Loc, YamlSource, YamlSyntaxError, load_yaml
+
+#: Objects the session provides to factories that ask for them by name.
+FIXTURES = frozenset({"path_provider"})
+
+#: Names a device may not take because the IPython namespace already uses them.
+RESERVED_NAMES = frozenset(
+    {"RE", "run_engine", "session", "devices", "plans", "bp", "bps", "bpp", "np"}
+)
+
+#: Groups with a meaning to labsky; other group names are free for plans to use.
+KNOWN_GROUPS = {
+    "detectors": "default detectors of plans that take detectors",
+    "baseline": "read at the start and end of every run (stream 'baseline')",
+    "motors": "shown by %wa",
+}
+
+GroupName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class ConfigError(ValueError):
+    """A declaration file is wrong. The message lists each problem as `file:line`.
+
+    Attributes:
+        path: The file at fault.
+        problems: `(line, message)` pairs.
+    """
+
+    def __init__(self, path: Path, problems: Sequence[tuple[int, str]]):
+        self.path = path
+        self.problems = list(problems)
+        text = "\n".join(f"{path}:{line}: {msg}" for line, msg in self.problems)
+        super().__init__(text)
+
+
+class _Declaration(BaseModel):
+    """Fields every device declaration has, whatever its kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requires: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named dependencies: factory argument -> declared device name.",
+    )
+    groups: list[GroupName] = Field(
+        default_factory=list,
+        description="Groups the device belongs to: " + "; ".join(
+            f"{k} ({v})" for k, v in KNOWN_GROUPS.items()
+        ),
+    )
+    mock: bool | None = Field(
+        None, description="Connect in mock mode; unset follows the profile's `mock`."
+    )
+    skip: bool = Field(False, description="Declared but not built.")
+    description: str = Field("", description="Free text shown by `labsky check`.")
+
+
+def _declaration_model(kind: DeviceKind) -> type[_Declaration]:
+    model = create_model(
+        f"Declaration_{kind.name}",
+        __base__=_Declaration,
+        __doc__=kind.summary or f"A device of kind {kind.name}.",
+        kind=(Literal[kind.name], Field(description=kind.summary)),  # type: ignore[valid-type]
+        params=(kind.params, Field(default_factory=kind.params)),
+    )
+    return model
+
+
+@cache
+def _devices_file_model() -> type[BaseModel]:
+    models = tuple(_declaration_model(k) for k in device_kinds().values())
+    union = Annotated[
+        models[0] if len(models) == 1 else _union(models),  # type: ignore[valid-type]
+        Field(discriminator="kind"),
+    ]
+    return create_model(
+        "DevicesFile",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A devices declaration file: device name -> declaration.",
+        devices=(dict[str, union], Field(description="Devices by name.")),  # type: ignore[valid-type]
+    )
+
+
+def _union(models: Iterable[type]) -> Any:
+    from typing import Union
+
+    return Union[tuple(models)]  # noqa: UP007 - built dynamically
+
+
+class DeviceDeclaration(BaseModel):
+    """One validated device declaration, independent of its kind.
+
+    Attributes:
+        name: The device name: YAML key, ophyd name and IPython variable.
+        kind: Name of the registry entry that builds it.
+        params: Validated params (the kind's own model).
+        requires: Dependency argument -> device name, after defaults.
+        groups: Groups it belongs to.
+        mock: Explicit mock flag, or None to follow the profile.
+        skip: Declared but not built.
+        description: Free text.
+        source: `file:line` of the declaration.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    kind: str
+    params: BaseModel
+    requires: dict[str, str]
+    groups: tuple[str, ...]
+    mock: bool | None
+    skip: bool
+    description: str
+    source: str
+
+
+def _format_loc(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _pydantic_problems(source: YamlSource, exc: ValidationError) -> list[tuple[int, str]]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        # Discriminated unions insert the tag into the location; drop it.
+        data_loc = tuple(
+            p for i, p in enumerate(loc) if not (i == 2 and loc[:1] == ("devices",))
+        ) if len(loc) > 2 and loc[0] == "devices" else loc
+        msg = error["msg"]
+        if error["type"] == "union_tag_invalid":
+            data_loc = (*data_loc, "kind")
+            msg = _unknown_kind(str(error["input"].get("kind")))
+        elif error["type"] == "union_tag_not_found":
+            msg = "missing `kind:`; every device names the kind that builds it"
+        elif error["type"] == "extra_forbidden":
+            msg = f"unknown field {str(loc[-1])!r}; check its spelling against the schema"
+        elif "input" in error and error["type"] not in ("missing",):
+            msg = f"{msg} (got {error['input']!r})"
+        problems.append((source.line_of(data_loc), f"{_format_loc(data_loc)}: {msg}"))
+    return problems
+
+
+def _unknown_kind(kind: str) -> str:
+    known = sorted(device_kinds())
+    close = difflib.get_close_matches(kind, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"unknown kind {kind!r}; {hint}known kinds: {', '.join(known)} "
+        "(`labsky check --kinds` describes them)"
+    )
+
+
+def _check_graph(
+    source: YamlSource, decls: dict[str, DeviceDeclaration]
+) -> list[tuple[int, str]]:
+    kinds = device_kinds()
+    problems: list[tuple[int, str]] = []
+    for name, decl in decls.items():
+        line = source.line_of(("devices", name))
+        if not name.isidentifier() or keyword.iskeyword(name):
+            problems.append(
+                (line, f"devices.{name}: device names must be Python identifiers "
+                 "(letters, digits, underscores), e.g. 'power_meter'")
+            )
+        if name in RESERVED_NAMES:
+            problems.append(
+                (line, f"devices.{name}: {name!r} is reserved for the session "
+                 "namespace; choose another name")
+            )
+        kind = kinds[decl.kind]
+        for slot, target in decl.requires.items():
+            slot_line = source.line_of(("devices", name, "requires", slot))
+            if slot not in kind.dependencies:
+                expected = ", ".join(kind.dependencies) or "none"
+                problems.append(
+                    (slot_line, f"devices.{name}.requires.{slot}: kind {decl.kind} has "
+                     f"no dependency {slot!r} (it takes: {expected})")
+                )
+            elif target not in decls:
+                problems.append(
+                    (slot_line, f"devices.{name}.requires.{slot}: no device named "
+                     f"{target!r} is declared in this file")
+                )
+            elif decls[target].skip and not decl.skip:
+                problems.append(
+                    (slot_line, f"devices.{name}.requires.{slot}: {target!r} is "
+                     f"skipped; skip {name!r} too or un-skip {target!r}")
+                )
+        for slot in kind.dependencies:
+            if slot not in decl.requires and slot not in FIXTURES:
+                problems.append(
+                    (line, f"devices.{name}: kind {decl.kind} needs {slot!r}; add "
+                     f"`requires: {{{slot}: <device name>}}`")
+                )
+    problems.extend(_cycles(source, decls))
+    return problems
+
+
+def _cycles(source: YamlSource, decls: dict[str, DeviceDeclaration]) -> list[tuple[int, str]]:
+    state: dict[str, int] = {}
+    problems: list[tuple[int, str]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in decls[name].requires.values():
+            if target not in decls:
+                continue
+            if state.get(target) == 1:
+                cycle = " -> ".join([*path[path.index(target):], target])
+                problems.append(
+                    (source.line_of(("devices", name, "requires")),
+                     f"devices.{name}.requires: dependency cycle {cycle}")
+                )
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in decls:
+        if name not in state:
+            visit(name, [name])
+    return problems
+
+
+def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
+    """Load and validate a devices declaration file.
+
+    Args:
+        path: A `devices/*.yaml` file.
+
+    Returns:
+        Declarations by device name, in file order.
+
+    Raises:
+        ConfigError: Listing every problem found, each with file and line.
+    """
+    path = Path(path)
+    try:
+        source = load_yaml(path)
+    except YamlSyntaxError as exc:
+        raise ConfigError(path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]) from None
+    if not isinstance(source.data, dict):
+        raise ConfigError(path, [(1, "expected a mapping with a top-level `devices:` key")])
+    try:
+        parsed = _devices_file_model().model_validate(source.data)
+    except ValidationError as exc:
+        raise ConfigError(path, _pydantic_problems(source, exc)) from None
+    decls: dict[str, DeviceDeclaration] = {}
+    for name, decl in parsed.devices.items():  # type: ignore[attr-defined]
+        decls[name] = DeviceDeclaration(
+            name=name,
+            kind=decl.kind,
+            params=decl.params,
+            requires=dict(decl.requires),
+            groups=tuple(decl.groups),
+            mock=decl.mock,
+            skip=decl.skip,
+            description=decl.description,
+            source=f"{path}:{source.line_of(('devices', name))}",
+        )
+    problems = _check_graph(source, decls)
+    if problems:
+        raise ConfigError(path, problems)
+    return decls
+
+
+def _line_from(exc: YamlSyntaxError) -> int:
+    try:
+        return int(str(exc).split(":")[1])
+    except (IndexError, ValueError):
+        return 1
+
+
+class TiledConfig(BaseModel):
+    """Where runs are catalogued.
+
+    Attributes:
+        uri: `embedded` runs a Tiled server inside the session on loopback with
+            a SQLite catalog in the data directory; an `http(s)://` URI uses a
+            running server; null disables Tiled.
+        api_key_env: Environment variable holding the API key of a remote server.
+        container: Container (a CatalogOfBlueskyRuns) that holds the runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str | None = "embedded"
+    api_key_env: str = "TILED_API_KEY"
+    container: str = Field("raw", pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class RingConfig(BaseModel):
+    """The Arrow ring buffer documents travel through.
+
+    Attributes:
+        directory: Where the memory-mapped ring file lives; `/dev/shm` is
+            fastest, a disk path survives a power cut.
+        size_mb: Size of the ring in MiB.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    directory: Path = Path("/dev/shm")
+    size_mb: int = Field(64, ge=1, le=65536)
+
+
+class Profile(BaseModel):
+    """A `profiles/<name>/profile.yaml`: everything a session is built from.
+
+    Relative paths are relative to the profile's directory.
+
+    Attributes:
+        name: Profile name; defaults to the directory name.
+        description: One line shown at startup.
+        devices: Device declaration files.
+        plans: Plan modules (Python files exporting typed plans in `__all__`).
+        data_dir: Where run files, the Tiled catalog and RunEngine metadata
+            live; defaults to the user data directory.
+        mock: Default mock flag for devices that do not set one.
+        metadata: Metadata added to every run's start document.
+        tiled: Where runs are catalogued.
+        ring: The ring buffer settings.
+        connect_timeout: Seconds to wait for each device to connect.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    description: str = ""
+    devices: list[Path] = Field(default_factory=list)
+    plans: list[Path] = Field(default_factory=list)
+    data_dir: Path | None = None
+    mock: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tiled: TiledConfig = Field(default_factory=TiledConfig)
+    ring: RingConfig = Field(default_factory=RingConfig)
+    connect_timeout: float = Field(10.0, gt=0)
+    _directory: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def directory(self) -> Path:
+        """The profile's directory; relative paths are resolved against it."""
+        return self._directory
+
+    def located(self, directory: Path) -> Profile:
+        """Return a copy whose relative paths resolve against `directory`."""
+        profile = self.model_copy()
+        profile._directory = directory.resolve()
+        if not profile.name:
+            profile.name = directory.resolve().name
+        return profile
+
+    def resolve(self, path: Path) -> Path:
+        """Return `path` made absolute against the profile directory."""
+        path = path.expanduser()
+        return path if path.is_absolute() else (self.directory / path).resolve()
+
+    @property
+    def device_files(self) -> list[Path]:
+        """The declaration files, absolute."""
+        return [self.resolve(p) for p in self.devices]
+
+    @property
+    def plan_files(self) -> list[Path]:
+        """The plan modules, absolute."""
+        return [self.resolve(p) for p in self.plans]
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory, absolute."""
+        if self.data_dir is None:
+            return Path(platformdirs.user_data_dir("labsky")) / (self.name or "default")
+        return self.resolve(self.data_dir)
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Load a profile from a `profile.yaml` file or the directory holding one.
+
+    Args:
+        path: The file, or its directory.
+
+    Returns:
+        The validated profile, with `directory` set.
+
+    Raises:
+        ConfigError: With file and line for every problem.
+        FileNotFoundError: If there is no such profile.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "profile.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no profile at {path}: expected a profile.yaml file")
+    try:
+        source = load_yaml(path)
+    except YamlSyntaxError as exc:
+        raise ConfigError(path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]) from None
+    data = source.data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, [(1, "expected a mapping of profile settings")])
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, _pydantic_problems(source, exc)) from None
+    profile = profile.located(path.parent)
+    problems = [
+        (source.line_of(("devices", i)), f"devices.{i}: no such file {f}")
+        for i, f in enumerate(profile.device_files)
+        if not f.exists()
+    ] + [
+        (source.line_of(("plans", i)), f"plans.{i}: no such file {f}")
+        for i, f in enumerate(profile.plan_files)
+        if not f.exists()
+    ]
+    if problems:
+        raise ConfigError(path, problems)
+    return profile
+
+
+def devices_schema() -> dict[str, Any]:
+    """Return the JSON schema of devices declaration files."""
+    schema = _devices_file_model().model_json_schema()
+    schema["title"] = "labsky devices declaration"
+    return schema
+
+
+def profile_schema() -> dict[str, Any]:
+    """Return the JSON schema of `profile.yaml` files."""
+    schema = TypeAdapter(Profile).json_schema()
+    schema["title"] = "labsky profile"
+    return schema

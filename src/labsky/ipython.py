@@ -1,0 +1,135 @@
+"""The IPython front end: a session at the prompt, with `%wa`, `%mov`, `%movr`.
+
+bluesky's own magics find devices through ophyd v1 labels and import a second
+RunEngine that replaces the event loop, so labsky brings small ophyd-async aware
+versions instead. A profile's startup file is two lines::
+
+    from labsky.ipython import start_in_ipython
+    start_in_ipython()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+from bluesky.protocols import Locatable
+from bluesky.utils import ProgressBarManager
+from ophyd_async.core import Signal
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from labsky.session import Session, start
+
+
+def _evaluate(shell: InteractiveShell, line: str) -> list[Any]:
+    return list(eval(f"[{', '.join(line.split())}]", shell.user_ns))  # noqa: S307
+
+
+async def _positions(devices: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    async def one(name: str, device: Any) -> tuple[str, Any, Any]:
+        try:
+            location = await device.locate()
+            return name, location["readback"], location["setpoint"]
+        except Exception as exc:  # noqa: BLE001 - shown in the table
+            return name, f"error: {exc}", ""
+
+    return list(await asyncio.gather(*(one(n, d) for n, d in devices.items())))
+
+
+def _locatables(session: Session, group: str | None) -> dict[str, Any]:
+    names = session.groups.get(group, []) if group else list(session.devices)
+    found: dict[str, Any] = {}
+    for name in names:
+        device = session.devices.get(name)
+        if device is None:
+            continue
+        if isinstance(device, Locatable):
+            found[name] = device
+        for child_name, child in getattr(device, "children", lambda: [])():
+            if isinstance(child, Locatable) and not isinstance(child, Signal):
+                found[f"{name}.{child_name}"] = child
+    return found
+
+
+@magics_class
+class LabskyMagics(Magics):
+    """`%wa`, `%mov` and `%movr` for ophyd-async devices."""
+
+    def __init__(self, shell: InteractiveShell, session: Session):
+        super().__init__(shell)
+        self.session = session
+
+    @line_magic
+    def wa(self, line: str) -> None:
+        """Print where every movable is: `%wa` or `%wa GROUP`."""
+        from bluesky.run_engine import call_in_bluesky_event_loop
+
+        group = line.strip() or None
+        rows = call_in_bluesky_event_loop(_positions(_locatables(self.session, group)))
+        width = max((len(r[0]) for r in rows), default=4)
+        print(f"{'name':<{width}}  {'readback':>14}  {'setpoint':>14}")
+        for name, readback, setpoint in rows:
+            print(f"{name:<{width}}  {_fmt(readback):>14}  {_fmt(setpoint):>14}")
+
+    @line_magic
+    def mov(self, line: str) -> None:
+        """Move to absolute positions: `%mov stage.x 1.5 stage.y -0.5`."""
+        args = _evaluate(self.shell, line)
+        self.session.run_engine(bps.mv(*args))
+
+    @line_magic
+    def movr(self, line: str) -> None:
+        """Move relative to the current positions: `%movr stage.x 0.1`."""
+        args = _evaluate(self.shell, line)
+        self.session.run_engine(bps.mvr(*args))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def start_in_ipython(
+    profile: str | Path | None = None, shell: InteractiveShell | None = None, **kwargs: Any
+) -> Session:
+    """Start a session and put it at the IPython prompt.
+
+    Args:
+        profile: Profile directory; defaults to IPython's `--profile-dir`.
+        shell: The IPython shell; defaults to the running one.
+        **kwargs: Passed on to `labsky.session.start`.
+
+    Returns:
+        The session, also available as `session` at the prompt.
+    """
+    from bluesky.run_engine import autoawait_in_bluesky_event_loop
+
+    shell = shell or InteractiveShell.instance()
+    directory = Path(profile) if profile else Path(shell.profile_dir.location)
+    session = start(directory, **kwargs)
+    session.run_engine.waiting_hook = ProgressBarManager()
+    shell.push(session.namespace())
+    shell.register_magics(LabskyMagics(shell, session))
+    autoawait_in_bluesky_event_loop(shell)
+    _set_prompt(shell, session)
+    print(session.summary())
+    return session
+
+
+def _set_prompt(shell: InteractiveShell, session: Session) -> None:
+    from IPython.terminal.prompts import Prompts, Token
+
+    if not hasattr(shell, "prompts"):
+        return  # not a terminal shell (kernel): nothing to draw
+
+    class SessionPrompts(Prompts):
+        def in_prompt_tokens(self) -> list[tuple[Any, str]]:
+            return [
+                (Token.Prompt, f"labsky:{session.profile.name} "),
+                (Token.Comment, f"[{session.data_dir}] "),
+                *super().in_prompt_tokens(),
+            ]
+
+    shell.prompts = SessionPrompts(shell)  # type: ignore[attr-defined]

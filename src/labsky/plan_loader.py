@@ -1,0 +1,135 @@
+"""Load lab plan modules from `plans/*.py` by path.
+
+Files are imported under a synthetic package name (`labsky_plans.<stem>`), so
+nothing is added to `sys.path`. Only functions listed in the module's
+`__all__` become plans, and only if they are typed like blueapi requires:
+every parameter annotated, a `-> MsgGenerator` return, and an `md` parameter
+so callers can add metadata to the run.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import importlib.util
+import inspect
+import sys
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "labsky_plans"
+
+Plan = Callable[..., Any]
+
+
+@dataclass
+class PlanModule:
+    """The plans of one file and what is wrong with it.
+
+    Attributes:
+        path: The file.
+        plans: Valid plans by name.
+        problems: Readable descriptions, each starting with `file:line`.
+    """
+
+    path: Path
+    plans: dict[str, Plan] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _is_msg_generator(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation) or annotation
+    return origin in (collections.abc.Generator, collections.abc.Iterator)
+
+
+def plan_problems(func: Any, where: str) -> list[str]:
+    """Return what keeps `func` from being a well-formed plan (empty if none)."""
+    if not inspect.isgeneratorfunction(func):
+        return [f"{where}: {getattr(func, '__name__', func)!r} is not a generator "
+                "function; plans `yield from` bluesky messages"]
+    name = func.__name__
+    problems = []
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        return [f"{where}: {name}: type hints cannot be evaluated: {exc}"]
+    if not _is_msg_generator(hints.get("return")):
+        problems.append(f"{where}: {name}: annotate the return as `-> MsgGenerator`")
+    signature = inspect.signature(func)
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            problems.append(
+                f"{where}: {name}: *{param.name} cannot be filled from a form or the "
+                "command line; name each parameter"
+            )
+        elif param.name not in hints:
+            problems.append(f"{where}: {name}: parameter {param.name!r} has no type")
+    if "md" not in signature.parameters:
+        problems.append(
+            f"{where}: {name}: add `md: dict[str, Any] | None = None` and pass it "
+            "to the run so callers can record metadata"
+        )
+    if not (func.__doc__ or "").strip():
+        problems.append(f"{where}: {name}: add a docstring; users see it as help")
+    return problems
+
+
+def load_plan_module(path: str | Path) -> PlanModule:
+    """Import a plan file by path and collect its typed plans.
+
+    Args:
+        path: A Python file.
+
+    Returns:
+        Its plans and problems; an import error is a problem, not an exception.
+    """
+    path = Path(path).resolve()
+    result = PlanModule(path)
+    module_name = f"{PACKAGE}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        result.problems.append(f"{path}:1: not a Python module")
+        return result
+    if PACKAGE not in sys.modules:
+        package = importlib.util.module_from_spec(
+            importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
+        )
+        package.__path__ = []
+        sys.modules[PACKAGE] = package
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - reported per file
+        line = _line_of(exc, path)
+        result.problems.append(f"{path}:{line}: import failed: {type(exc).__name__}: {exc}")
+        sys.modules.pop(module_name, None)
+        return result
+    exported = getattr(module, "__all__", None)
+    if exported is None:
+        result.problems.append(f"{path}:1: define `__all__` listing the plans to expose")
+        return result
+    for name in exported:
+        func = getattr(module, name, None)
+        if func is None:
+            result.problems.append(f"{path}:1: __all__ names {name!r}, which is not defined")
+            continue
+        line = inspect.getsourcelines(func)[1] if inspect.isfunction(func) else 1
+        problems = plan_problems(func, f"{path}:{line}")
+        if problems:
+            result.problems.extend(problems)
+        else:
+            result.plans[name] = func
+    return result
+
+
+def _line_of(exc: BaseException, path: Path) -> int:
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return exc.lineno
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename) == path and frame.lineno:
+            return frame.lineno
+    return 1

@@ -1,0 +1,33 @@
+"""General, hardware-agnostic plans every session offers.
+
+Lab and experiment plans live in the top-level `plans/` folder and are loaded
+by the session from the profile; these are the reusable ones, typed with
+bluesky protocols so they work with any device that fits.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import bluesky.plans as bp
+
+from labsky.plans.alignment import peak_scan
+
+#: bluesky's standard plans exposed by name in every session.
+BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
+    name: getattr(bp, name)
+    for name in (
+        "count",
+        "scan",
+        "rel_scan",
+        "list_scan",
+        "grid_scan",
+        "rel_grid_scan",
+        "adaptive_scan",
+        "tune_centroid",
+    )
+}
+
+#: labsky's own general plans.
+LABSKY_PLANS: dict[str, Callable[..., Any]] = {"peak_scan": peak_scan}
+
+__all__ = ["BLUESKY_PLANS", "LABSKY_PLANS", "peak_scan"]

@@ -1,0 +1,296 @@
+"""One session object, built from a profile, that every front end uses.
+
+`start(profile)` does, in order: load and validate the profile and its device
+declarations; create the single RunEngine of the process (its metadata
+persisted in the data directory, so `scan_id` keeps counting across restarts);
+build and connect the devices (a failing device is reported by name and the
+others still work); load the plan modules; subscribe the callbacks (progress,
+catalog); and install the baseline. The IPython profile, the notebooks, the
+`labsky` CLI and the tests all call it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
+from bluesky.preprocessors import SupplementalData
+from bluesky.utils import PersistentDict
+from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider
+
+from labsky.callbacks import RunProgress
+from labsky.config import ConfigError, DeviceDeclaration, Profile, load_devices, load_profile
+from labsky.device_manager import BuildResult, DeviceError, build_and_connect
+from labsky.plan_arguments import bind_plan_arguments
+from labsky.plan_loader import PlanModule, load_plan_module
+from labsky.plans import BLUESKY_PLANS, LABSKY_PLANS
+from labsky.tiled_service import LocalTiled, remote_client, runs_container
+
+logger = logging.getLogger(__name__)
+
+
+class SessionError(RuntimeError):
+    """The session cannot start; the message says what to fix."""
+
+
+@dataclass
+class Session:
+    """Everything a front end needs, built from one profile.
+
+    Attributes:
+        profile: The profile it was built from.
+        run_engine: The process's single RunEngine.
+        devices: Working devices by name.
+        declarations: Every declaration, including failed and skipped ones.
+        device_errors: Devices that failed to build or connect, by name.
+        plans: Plans by name (bluesky's, labsky's and the profile's modules).
+        plan_modules: The loaded plan modules with their problems.
+        groups: Device names by group (`detectors`, `baseline`, `motors`, ...).
+        tiled: The embedded Tiled server, if the profile asked for one.
+        runs: The Tiled container runs are written to, if any.
+    """
+
+    profile: Profile
+    run_engine: RunEngine
+    devices: dict[str, Any]
+    declarations: dict[str, DeviceDeclaration]
+    device_errors: dict[str, DeviceError]
+    plans: dict[str, Callable[..., Any]]
+    plan_modules: list[PlanModule]
+    groups: dict[str, list[str]]
+    tiled: LocalTiled | None = None
+    runs: Any = None
+    _tokens: list[int] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this session's data lives."""
+        return self.profile.data_path
+
+    def group(self, name: str) -> list[Any]:
+        """Return the working devices of a group, in declaration order."""
+        return [self.devices[n] for n in self.groups.get(name, []) if n in self.devices]
+
+    def plan(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Return the generator of plan `name` with checked arguments.
+
+        Device names given as strings are resolved; a wrong argument raises
+        `PlanArgumentError` here, before any run opens.
+        """
+        if name not in self.plans:
+            known = ", ".join(sorted(self.plans))
+            raise KeyError(f"no plan named {name!r}; plans: {known}")
+        bound = bind_plan_arguments(self.plans[name], args, kwargs, self.devices)
+        return self.plans[name](*bound.args, **bound.kwargs)
+
+    def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Check the arguments, then run plan `name` on the RunEngine."""
+        return self.run_engine(self.plan(name, *args, **kwargs))
+
+    def namespace(self) -> dict[str, Any]:
+        """Names for an interactive prompt: `RE`, devices, plans, `bp/bps/bpp`."""
+        import bluesky.plan_stubs as bps
+        import bluesky.plans as bp
+        import bluesky.preprocessors as bpp
+
+        return {
+            **self.plans,
+            **self.devices,
+            "session": self,
+            "RE": self.run_engine,
+            "run_engine": self.run_engine,
+            "bp": bp,
+            "bps": bps,
+            "bpp": bpp,
+            "runs": self.runs,
+        }
+
+    def summary(self) -> str:
+        """A few lines saying what is connected, what failed and where data goes."""
+        lines = [f"labsky session '{self.profile.name}' -- data in {self.data_dir}"]
+        working = ", ".join(
+            n + (" (mock)" if self.declarations[n].mock or (
+                self.declarations[n].mock is None and self.profile.mock) else "")
+            for n in self.devices
+        )
+        lines.append(f"  devices: {working or 'none'}")
+        for error in self.device_errors.values():
+            lines.append(f"  FAILED  {error}")
+        for module in self.plan_modules:
+            for problem in module.problems:
+                lines.append(f"  PLAN PROBLEM  {problem}")
+        lines.append(f"  plans: {', '.join(sorted(self.plans))}")
+        if self.tiled is not None:
+            lines.append(f"  tiled: {self.tiled.url} (api key {self.tiled.api_key})")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        """Unsubscribe callbacks, stop the embedded Tiled server and the RE loop."""
+        run_engine = self.run_engine
+        for token in self._tokens:
+            run_engine.unsubscribe(token)
+        self._tokens.clear()
+        if run_engine.state not in ("idle", "panicked"):
+            run_engine.halt()
+        if self.tiled is not None:
+            self.tiled.close()
+            self.tiled = None
+        loop = run_engine.loop
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+            thread = getattr(run_engine, "_th", None)
+            if thread is not None:
+                thread.join(timeout=5)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_declarations(files: Sequence[Path]) -> dict[str, DeviceDeclaration]:
+    """Load several declaration files; a name declared twice is an error."""
+    decls: dict[str, DeviceDeclaration] = {}
+    for path in files:
+        for name, decl in load_devices(path).items():
+            if name in decls:
+                line = int(decl.source.rsplit(":", 1)[1])
+                raise ConfigError(
+                    path, [(line, f"devices.{name}: already declared at {decls[name].source}")]
+                )
+            decls[name] = decl
+    return decls
+
+
+def _groups(decls: Mapping[str, DeviceDeclaration]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for name, decl in decls.items():
+        for group in decl.groups:
+            groups.setdefault(group, []).append(name)
+    return groups
+
+
+def _run_engine(data_dir: Path, metadata: Mapping[str, Any], profile: str) -> RunEngine:
+    md = PersistentDict(str(data_dir / "runengine-metadata"))
+    run_engine = RunEngine(md, call_returns_result=True)
+    run_engine.md.update({"profile": profile, **metadata})
+    return run_engine
+
+
+def _load_plans(profile: Profile) -> tuple[dict[str, Callable[..., Any]], list[PlanModule]]:
+    plans: dict[str, Callable[..., Any]] = {**BLUESKY_PLANS, **LABSKY_PLANS}
+    modules = []
+    for path in profile.plan_files:
+        module = load_plan_module(path)
+        for name in list(module.plans):
+            if name in plans:
+                module.problems.append(
+                    f"{path}:1: plan {name!r} shadows a plan of the same name; rename it"
+                )
+                del module.plans[name]
+        plans.update(module.plans)
+        modules.append(module)
+    return plans, modules
+
+
+def _connect_tiled(
+    profile: Profile, data_dir: Path, detector_dir: Path
+) -> tuple[LocalTiled | None, Any]:
+    uri = profile.tiled.uri
+    if uri is None:
+        return None, None
+    if uri == "embedded":
+        server = LocalTiled(data_dir / "tiled", readable_storage=[detector_dir])
+        return server, runs_container(server.client(), profile.tiled.container)
+    return None, runs_container(remote_client(profile.tiled), profile.tiled.container)
+
+
+def start(
+    profile: str | Path | Profile,
+    *,
+    mock: bool | None = None,
+    tiled: bool = True,
+    data_dir: Path | None = None,
+    progress: bool | None = None,
+) -> Session:
+    """Build the session described by a profile.
+
+    Args:
+        profile: A profile directory, its `profile.yaml`, or a `Profile`.
+        mock: Override the profile's default mock flag (declarations that set
+            `mock` themselves keep it).
+        tiled: Set False to skip the catalog (quick checks, unit tests).
+        data_dir: Override the profile's data directory.
+        progress: Show a progress bar per run; None shows it on a terminal.
+
+    Returns:
+        The session. Devices that failed are in `device_errors`, not raised.
+
+    Raises:
+        ConfigError: If the profile or a declaration file is invalid.
+    """
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)
+    updates: dict[str, Any] = {}
+    if mock is not None:
+        updates["mock"] = mock
+    if data_dir is not None:
+        updates["data_dir"] = Path(data_dir).resolve()
+    if updates:
+        directory = profile.directory
+        profile = profile.model_copy(update=updates).located(directory)
+    decls = load_declarations(profile.device_files)
+    data_dir = profile.data_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    detector_dir = data_dir / "detectors"
+    detector_dir.mkdir(exist_ok=True)
+
+    run_engine = _run_engine(data_dir, profile.metadata, profile.name)
+    fixtures = {"path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)}
+    built: BuildResult = call_in_bluesky_event_loop(
+        build_and_connect(
+            decls, fixtures=fixtures, mock=profile.mock, timeout=profile.connect_timeout
+        ),
+        timeout=None,
+    )
+    plans, modules = _load_plans(profile)
+    session = Session(
+        profile=profile,
+        run_engine=run_engine,
+        devices=built.devices,
+        declarations=decls,
+        device_errors=built.errors,
+        plans=plans,
+        plan_modules=modules,
+        groups=_groups(decls),
+    )
+    baseline = session.group("baseline")
+    if baseline:
+        run_engine.preprocessors.append(SupplementalData(baseline=baseline))
+    session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
+    if tiled:
+        try:
+            session.tiled, session.runs = _connect_tiled(profile, data_dir, detector_dir)
+        except Exception:
+            session.close()
+            raise
+        if session.runs is not None:
+            from bluesky_tiled_plugins import TiledWriter
+
+            writer = TiledWriter(
+                session.runs, backup_directory=str(data_dir / "tiled-backup")
+            )
+            session._tokens.append(run_engine.subscribe(writer))
+    logger.info("%s", session.summary())
+    return session
+
+
+def _no_tty(progress: bool | None) -> bool | None:
+    # tqdm's disable=None means "off when not a terminal".
+    return None if progress is None else not progress

@@ -1,0 +1,98 @@
+"""The Tiled catalog runs are registered in.
+
+`LocalTiled` runs a Tiled server in this process on loopback, with a SQLite
+catalog and DuckDB tables kept in a directory so runs persist across sessions
+(tiled's own `SimpleTiledServer`). `runs_container` returns the container that
+holds runs, created with the `CatalogOfBlueskyRuns` spec so bluesky-tiled-plugins
+queries (`TimeRange`, `ScanID`) and `c[-1]` work on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from labsky.config import TiledConfig
+
+logger = logging.getLogger(__name__)
+
+RUNS_SPEC_NAME = "CatalogOfBlueskyRuns"
+RUNS_SPEC_VERSION = "3.0"
+
+
+class LocalTiled:
+    """A Tiled server on 127.0.0.1 in a background thread of this process.
+
+    Args:
+        directory: Holds `catalog.db` (SQLite), `storage.duckdb` and `data/`.
+        readable_storage: Directories of externally written files (detector
+            HDF5) that the server may read.
+        api_key: The single-user key. When omitted, the key stored in
+            `directory/api_key` is used, or a random one is made and stored
+            there (readable by the owner only), so clients keep working
+            across restarts.
+        port: TCP port; 0 picks a free one.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        readable_storage: list[Path] | None = None,
+        api_key: str | None = None,
+        port: int = 0,
+    ):
+        from tiled.server import SimpleTiledServer
+
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in readable_storage or []:
+            path.mkdir(parents=True, exist_ok=True)
+        self.api_key = api_key or _stored_key(directory / "api_key")
+        self._server = SimpleTiledServer(
+            directory=directory,
+            api_key=self.api_key,
+            port=port,
+            readable_storage=[str(p) for p in readable_storage or []],
+        )
+        self.directory = directory
+        self.port: int = self._server.port
+        self.url = f"http://127.0.0.1:{self.port}"
+        logger.info("Tiled server at %s (catalog in %s)", self.url, directory)
+
+    def client(self) -> Any:
+        """Return a Tiled client of the server's root."""
+        from tiled.client import from_uri
+
+        return from_uri(self.url, api_key=self.api_key)
+
+    def close(self) -> None:
+        """Stop the server."""
+        self._server.close()
+
+
+def _stored_key(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(16)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
+def runs_container(root: Any, name: str) -> Any:
+    """Return the container `name` under `root`, creating it as a run catalog."""
+    from tiled.structures.core import Spec
+
+    if name not in root:
+        root.create_container(name, specs=[Spec(RUNS_SPEC_NAME, version=RUNS_SPEC_VERSION)])
+    return root[name]
+
+
+def remote_client(config: TiledConfig) -> Any:
+    """Connect to the server named by `config.uri` with the key from the environment."""
+    from tiled.client import from_uri
+
+    assert config.uri is not None and config.uri != "embedded"
+    return from_uri(config.uri, api_key=os.environ.get(config.api_key_env))
