@@ -47,8 +47,14 @@ def raster(
     return (
         yield from bp.grid_scan(
             list(detectors),
-            y, -height / 2, height / 2, num_y,
-            x, -width / 2, width / 2, num_x,
+            y,
+            -height / 2,
+            height / 2,
+            num_y,
+            x,
+            -width / 2,
+            width / 2,
+            num_x,
             snake_axes=snake,
             md=_md,
         )

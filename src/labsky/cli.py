@@ -75,7 +75,9 @@ def check(
     connect: Annotated[
         bool, typer.Option(help="Also build and connect every device in mock mode.")
     ] = False,
-    kinds: Annotated[bool, typer.Option(help="List the device kinds and exit.")] = False,
+    kinds: Annotated[
+        bool, typer.Option(help="List the device kinds and exit.")
+    ] = False,
 ) -> None:
     """Validate a profile: its settings, device declarations and plan modules."""
     from labsky.config import ConfigError, load_profile
@@ -94,7 +96,9 @@ def check(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     problems = [p for f in prof.plan_files for p in load_plan_module(f).problems]
-    typer.echo(f"profile {prof.name}: {len(decls)} devices, {len(prof.plan_files)} plan files")
+    typer.echo(
+        f"profile {prof.name}: {len(decls)} devices, {len(prof.plan_files)} plan files"
+    )
     for decl in decls.values():
         skip = " (skipped)" if decl.skip else ""
         typer.echo(f"  {decl.name:<16} {decl.kind:<20} {decl.source}{skip}")
@@ -117,7 +121,9 @@ def _print_kinds() -> None:
         deps = ", ".join(kind.dependencies) or "-"
         typer.echo(f"{kind.name:<20} needs: {deps:<34} {kind.summary}")
         for field, info in kind.params.model_fields.items():
-            typer.echo(f"    params.{field} = {info.default!r}: {info.description or ''}")
+            typer.echo(
+                f"    params.{field} = {info.default!r}: {info.description or ''}"
+            )
 
 
 def _parse_value(text: str) -> Any:
@@ -137,7 +143,9 @@ def run(
     ] = None,
     arg: Annotated[
         list[str] | None,
-        typer.Option("--arg", "-a", help="Keyword argument NAME=VALUE (VALUE is YAML)."),
+        typer.Option(
+            "--arg", "-a", help="Keyword argument NAME=VALUE (VALUE is YAML)."
+        ),
     ] = None,
     md: Annotated[
         list[str] | None, typer.Option(help="Run metadata KEY=VALUE.")
@@ -172,7 +180,10 @@ def run(
         except (PlanArgumentError, KeyError) as exc:
             raise _fail(str(exc).strip('"'), 2) from None
         result = session.run_engine(generator)
-        typer.echo(f"{plan}: {result.exit_status}; run uids: {', '.join(result.run_start_uids)}")
+        typer.echo(
+            f"{plan}: {result.exit_status}; "
+            f"run uids: {', '.join(result.run_start_uids)}"
+        )
         if result.plan_result is not None and not isinstance(result.plan_result, str):
             typer.echo(f"result: {result.plan_result}")
         if result.exit_status != "success":
@@ -190,10 +201,13 @@ def shell(profile: ProfileArg) -> None:
 
 @app.command()
 def serve(
-    data_dir: Annotated[Path, typer.Option(help="Data directory of a profile or demo.")],
+    data_dir: Annotated[
+        Path, typer.Option(help="Data directory of a profile or demo.")
+    ],
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8000,
     api_key: Annotated[
-        str | None, typer.Option(help="API key (default: the one stored with the data).")
+        str | None,
+        typer.Option(help="API key (default: the one stored with the data)."),
     ] = None,
 ) -> None:
     """Serve a data directory's run catalog with Tiled on 127.0.0.1."""
@@ -202,7 +216,10 @@ def serve(
     _logging()
     data_dir = data_dir.resolve()
     server = LocalTiled(
-        data_dir / "tiled", readable_storage=[data_dir / "detectors"], api_key=api_key, port=port
+        data_dir / "tiled",
+        readable_storage=[data_dir / "detectors"],
+        api_key=api_key,
+        port=port,
     )
     typer.echo(f"Tiled serving {data_dir} at {server.url} (api key {server.api_key})")
     typer.echo("Ctrl-C to stop.")
@@ -219,7 +236,8 @@ def serve(
 @app.command()
 def schema(
     out: Annotated[
-        Path | None, typer.Option(help="Write devices.schema.json and profile.schema.json here.")
+        Path | None,
+        typer.Option(help="Write devices.schema.json and profile.schema.json here."),
     ] = None,
 ) -> None:
     """Print (or write) the JSON schemas of device and profile files."""
@@ -236,7 +254,9 @@ def schema(
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import os
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
@@ -74,9 +75,8 @@ class _Declaration(BaseModel):
     )
     groups: list[GroupName] = Field(
         default_factory=list,
-        description="Groups the device belongs to: " + "; ".join(
-            f"{k} ({v})" for k, v in KNOWN_GROUPS.items()
-        ),
+        description="Groups the device belongs to: "
+        + "; ".join(f"{k} ({v})" for k, v in KNOWN_GROUPS.items()),
     )
     mock: bool | None = Field(
         None, description="Connect in mock mode; unset follows the profile's `mock`."
@@ -149,14 +149,20 @@ def _format_loc(loc: Loc) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def _pydantic_problems(source: YamlSource, exc: ValidationError) -> list[tuple[int, str]]:
+def _pydantic_problems(
+    source: YamlSource, exc: ValidationError
+) -> list[tuple[int, str]]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         # Discriminated unions insert the tag into the location; drop it.
-        data_loc = tuple(
-            p for i, p in enumerate(loc) if not (i == 2 and loc[:1] == ("devices",))
-        ) if len(loc) > 2 and loc[0] == "devices" else loc
+        data_loc = (
+            tuple(
+                p for i, p in enumerate(loc) if not (i == 2 and loc[:1] == ("devices",))
+            )
+            if len(loc) > 2 and loc[0] == "devices"
+            else loc
+        )
         msg = error["msg"]
         if error["type"] == "union_tag_invalid":
             data_loc = (*data_loc, "kind")
@@ -164,7 +170,9 @@ def _pydantic_problems(source: YamlSource, exc: ValidationError) -> list[tuple[i
         elif error["type"] == "union_tag_not_found":
             msg = "missing `kind:`; every device names the kind that builds it"
         elif error["type"] == "extra_forbidden":
-            msg = f"unknown field {str(loc[-1])!r}; check its spelling against the schema"
+            msg = (
+                f"unknown field {str(loc[-1])!r}; check its spelling against the schema"
+            )
         elif "input" in error and error["type"] not in ("missing",):
             msg = f"{msg} (got {error['input']!r})"
         problems.append((source.line_of(data_loc), f"{_format_loc(data_loc)}: {msg}"))
@@ -190,13 +198,19 @@ def _check_graph(
         line = source.line_of(("devices", name))
         if not name.isidentifier() or keyword.iskeyword(name):
             problems.append(
-                (line, f"devices.{name}: device names must be Python identifiers "
-                 "(letters, digits, underscores), e.g. 'power_meter'")
+                (
+                    line,
+                    f"devices.{name}: device names must be Python identifiers "
+                    "(letters, digits, underscores), e.g. 'power_meter'",
+                )
             )
         if name in RESERVED_NAMES:
             problems.append(
-                (line, f"devices.{name}: {name!r} is reserved for the session "
-                 "namespace; choose another name")
+                (
+                    line,
+                    f"devices.{name}: {name!r} is reserved for the session "
+                    "namespace; choose another name",
+                )
             )
         kind = kinds[decl.kind]
         for slot, target in decl.requires.items():
@@ -204,30 +218,44 @@ def _check_graph(
             if slot not in kind.dependencies:
                 expected = ", ".join(kind.dependencies) or "none"
                 problems.append(
-                    (slot_line, f"devices.{name}.requires.{slot}: kind {decl.kind} has "
-                     f"no dependency {slot!r} (it takes: {expected})")
+                    (
+                        slot_line,
+                        f"devices.{name}.requires.{slot}: kind {decl.kind} has "
+                        f"no dependency {slot!r} (it takes: {expected})",
+                    )
                 )
             elif target not in decls:
                 problems.append(
-                    (slot_line, f"devices.{name}.requires.{slot}: no device named "
-                     f"{target!r} is declared in this file")
+                    (
+                        slot_line,
+                        f"devices.{name}.requires.{slot}: no device named "
+                        f"{target!r} is declared in this file",
+                    )
                 )
             elif decls[target].skip and not decl.skip:
                 problems.append(
-                    (slot_line, f"devices.{name}.requires.{slot}: {target!r} is "
-                     f"skipped; skip {name!r} too or un-skip {target!r}")
+                    (
+                        slot_line,
+                        f"devices.{name}.requires.{slot}: {target!r} is "
+                        f"skipped; skip {name!r} too or un-skip {target!r}",
+                    )
                 )
         for slot in kind.dependencies:
             if slot not in decl.requires and slot not in FIXTURES:
                 problems.append(
-                    (line, f"devices.{name}: kind {decl.kind} needs {slot!r}; add "
-                     f"`requires: {{{slot}: <device name>}}`")
+                    (
+                        line,
+                        f"devices.{name}: kind {decl.kind} needs {slot!r}; add "
+                        f"`requires: {{{slot}: <device name>}}`",
+                    )
                 )
     problems.extend(_cycles(source, decls))
     return problems
 
 
-def _cycles(source: YamlSource, decls: dict[str, DeviceDeclaration]) -> list[tuple[int, str]]:
+def _cycles(
+    source: YamlSource, decls: dict[str, DeviceDeclaration]
+) -> list[tuple[int, str]]:
     state: dict[str, int] = {}
     problems: list[tuple[int, str]] = []
 
@@ -237,10 +265,12 @@ def _cycles(source: YamlSource, decls: dict[str, DeviceDeclaration]) -> list[tup
             if target not in decls:
                 continue
             if state.get(target) == 1:
-                cycle = " -> ".join([*path[path.index(target):], target])
+                cycle = " -> ".join([*path[path.index(target) :], target])
                 problems.append(
-                    (source.line_of(("devices", name, "requires")),
-                     f"devices.{name}.requires: dependency cycle {cycle}")
+                    (
+                        source.line_of(("devices", name, "requires")),
+                        f"devices.{name}.requires: dependency cycle {cycle}",
+                    )
                 )
             elif target not in state:
                 visit(target, [*path, target])
@@ -268,9 +298,13 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
     try:
         source = load_yaml(path)
     except YamlSyntaxError as exc:
-        raise ConfigError(path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]) from None
+        raise ConfigError(
+            path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]
+        ) from None
     if not isinstance(source.data, dict):
-        raise ConfigError(path, [(1, "expected a mapping with a top-level `devices:` key")])
+        raise ConfigError(
+            path, [(1, "expected a mapping with a top-level `devices:` key")]
+        )
     try:
         parsed = _devices_file_model().model_validate(source.data)
     except ValidationError as exc:
@@ -345,7 +379,8 @@ class Profile(BaseModel):
         devices: Device declaration files.
         plans: Plan modules (Python files exporting typed plans in `__all__`).
         data_dir: Where run files, the Tiled catalog and RunEngine metadata
-            live; defaults to the user data directory.
+            live; defaults to `$LABSKY_DATA_DIR/<name>`, else the user data
+            directory (`~/.local/share/labsky/<name>` on Linux).
         mock: Default mock flag for devices that do not set one.
         metadata: Metadata added to every run's start document.
         tiled: Where runs are catalogued.
@@ -399,7 +434,10 @@ class Profile(BaseModel):
     def data_path(self) -> Path:
         """The data directory, absolute."""
         if self.data_dir is None:
-            return Path(platformdirs.user_data_dir("labsky")) / (self.name or "default")
+            root = os.environ.get("LABSKY_DATA_DIR") or platformdirs.user_data_dir(
+                "labsky"
+            )
+            return Path(root).expanduser() / (self.name or "default")
         return self.resolve(self.data_dir)
 
 
@@ -424,7 +462,9 @@ def load_profile(path: str | Path) -> Profile:
     try:
         source = load_yaml(path)
     except YamlSyntaxError as exc:
-        raise ConfigError(path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]) from None
+        raise ConfigError(
+            path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]
+        ) from None
     data = source.data or {}
     if not isinstance(data, dict):
         raise ConfigError(path, [(1, "expected a mapping of profile settings")])

@@ -30,7 +30,9 @@ class DeviceError(RuntimeError):
 
     def __init__(self, decl: DeviceDeclaration, what: str, cause: BaseException | None):
         detail = f": {type(cause).__name__}: {cause}" if cause else ""
-        super().__init__(f"{decl.name} ({decl.kind}, declared at {decl.source}) {what}{detail}")
+        super().__init__(
+            f"{decl.name} ({decl.kind}, declared at {decl.source}) {what}{detail}"
+        )
         self.device_name = decl.name
 
 
@@ -152,6 +154,6 @@ async def build_and_connect(
         elif flags[name]:
             result.mocked.add(name)
     # A shared object whose users all failed is kept: it costs nothing.
-    for name, error in result.errors.items():
+    for error in result.errors.values():
         logger.error("%s", error)
     return result

@@ -17,9 +17,9 @@ from typing import Any
 import bluesky.plan_stubs as bps
 from bluesky.protocols import Locatable
 from bluesky.utils import ProgressBarManager
-from ophyd_async.core import Signal
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
+from ophyd_async.core import Signal
 
 from labsky.session import Session, start
 
@@ -92,7 +92,9 @@ def _fmt(value: Any) -> str:
 
 
 def start_in_ipython(
-    profile: str | Path | None = None, shell: InteractiveShell | None = None, **kwargs: Any
+    profile: str | Path | None = None,
+    shell: InteractiveShell | None = None,
+    **kwargs: Any,
 ) -> Session:
     """Start a session and put it at the IPython prompt.
 

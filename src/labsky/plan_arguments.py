@@ -150,8 +150,10 @@ def bind_plan_arguments(
         raise PlanArgumentError(f"{name}: {exc}; it takes: {accepted}") from None
     for param, value in bound.arguments.items():
         kind = signature.parameters[param].kind
-        if param not in hints or kind in (inspect.Parameter.VAR_POSITIONAL,
-                                          inspect.Parameter.VAR_KEYWORD):
+        if param not in hints or kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
             continue
         _check(name, param, hints[param], value, devices)
     return bound

@@ -48,8 +48,10 @@ def _is_msg_generator(annotation: Any) -> bool:
 def plan_problems(func: Any, where: str) -> list[str]:
     """Return what keeps `func` from being a well-formed plan (empty if none)."""
     if not inspect.isgeneratorfunction(func):
-        return [f"{where}: {getattr(func, '__name__', func)!r} is not a generator "
-                "function; plans `yield from` bluesky messages"]
+        return [
+            f"{where}: {getattr(func, '__name__', func)!r} is not a generator "
+            "function; plans `yield from` bluesky messages"
+        ]
     name = func.__name__
     problems = []
     try:
@@ -105,17 +107,23 @@ def load_plan_module(path: str | Path) -> PlanModule:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - reported per file
         line = _line_of(exc, path)
-        result.problems.append(f"{path}:{line}: import failed: {type(exc).__name__}: {exc}")
+        result.problems.append(
+            f"{path}:{line}: import failed: {type(exc).__name__}: {exc}"
+        )
         sys.modules.pop(module_name, None)
         return result
     exported = getattr(module, "__all__", None)
     if exported is None:
-        result.problems.append(f"{path}:1: define `__all__` listing the plans to expose")
+        result.problems.append(
+            f"{path}:1: define `__all__` listing the plans to expose"
+        )
         return result
     for name in exported:
         func = getattr(module, name, None)
         if func is None:
-            result.problems.append(f"{path}:1: __all__ names {name!r}, which is not defined")
+            result.problems.append(
+                f"{path}:1: __all__ names {name!r}, which is not defined"
+            )
             continue
         line = inspect.getsourcelines(func)[1] if inspect.isfunction(func) else 1
         problems = plan_problems(func, f"{path}:{line}")

@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from bluesky import RunEngine
-from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.preprocessors import SupplementalData
-from bluesky.utils import PersistentDict
+from bluesky.run_engine import call_in_bluesky_event_loop
 from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider
 
 from labsky.callbacks import RunProgress
-from labsky.config import ConfigError, DeviceDeclaration, Profile, load_devices, load_profile
+from labsky.config import (
+    ConfigError,
+    DeviceDeclaration,
+    Profile,
+    load_devices,
+    load_profile,
+)
 from labsky.device_manager import BuildResult, DeviceError, build_and_connect
+from labsky.metadata import PersistentMetadata
 from labsky.plan_arguments import bind_plan_arguments
 from labsky.plan_loader import PlanModule, load_plan_module
 from labsky.plans import BLUESKY_PLANS, LABSKY_PLANS
@@ -114,8 +120,13 @@ class Session:
         """A few lines saying what is connected, what failed and where data goes."""
         lines = [f"labsky session '{self.profile.name}' -- data in {self.data_dir}"]
         working = ", ".join(
-            n + (" (mock)" if self.declarations[n].mock or (
-                self.declarations[n].mock is None and self.profile.mock) else "")
+            n
+            + (
+                " (mock)"
+                if self.declarations[n].mock
+                or (self.declarations[n].mock is None and self.profile.mock)
+                else ""
+            )
             for n in self.devices
         )
         lines.append(f"  devices: {working or 'none'}")
@@ -162,7 +173,13 @@ def load_declarations(files: Sequence[Path]) -> dict[str, DeviceDeclaration]:
             if name in decls:
                 line = int(decl.source.rsplit(":", 1)[1])
                 raise ConfigError(
-                    path, [(line, f"devices.{name}: already declared at {decls[name].source}")]
+                    path,
+                    [
+                        (
+                            line,
+                            f"devices.{name}: already declared at {decls[name].source}",
+                        )
+                    ],
                 )
             decls[name] = decl
     return decls
@@ -177,13 +194,15 @@ def _groups(decls: Mapping[str, DeviceDeclaration]) -> dict[str, list[str]]:
 
 
 def _run_engine(data_dir: Path, metadata: Mapping[str, Any], profile: str) -> RunEngine:
-    md = PersistentDict(str(data_dir / "runengine-metadata"))
+    md = PersistentMetadata(data_dir / "runengine-metadata.json")
     run_engine = RunEngine(md, call_returns_result=True)
     run_engine.md.update({"profile": profile, **metadata})
     return run_engine
 
 
-def _load_plans(profile: Profile) -> tuple[dict[str, Callable[..., Any]], list[PlanModule]]:
+def _load_plans(
+    profile: Profile,
+) -> tuple[dict[str, Callable[..., Any]], list[PlanModule]]:
     plans: dict[str, Callable[..., Any]] = {**BLUESKY_PLANS, **LABSKY_PLANS}
     modules = []
     for path in profile.plan_files:
@@ -191,7 +210,7 @@ def _load_plans(profile: Profile) -> tuple[dict[str, Callable[..., Any]], list[P
         for name in list(module.plans):
             if name in plans:
                 module.problems.append(
-                    f"{path}:1: plan {name!r} shadows a plan of the same name; rename it"
+                    f"{path}:1: plan {name!r} shadows a plan of that name; rename it"
                 )
                 del module.plans[name]
         plans.update(module.plans)
@@ -252,7 +271,9 @@ def start(
     detector_dir.mkdir(exist_ok=True)
 
     run_engine = _run_engine(data_dir, profile.metadata, profile.name)
-    fixtures = {"path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)}
+    fixtures = {
+        "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)
+    }
     built: BuildResult = call_in_bluesky_event_loop(
         build_and_connect(
             decls, fixtures=fixtures, mock=profile.mock, timeout=profile.connect_timeout
@@ -276,7 +297,9 @@ def start(
     session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
     if tiled:
         try:
-            session.tiled, session.runs = _connect_tiled(profile, data_dir, detector_dir)
+            session.tiled, session.runs = _connect_tiled(
+                profile, data_dir, detector_dir
+            )
         except Exception:
             session.close()
             raise

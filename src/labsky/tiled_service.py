@@ -86,7 +86,9 @@ def runs_container(root: Any, name: str) -> Any:
     from tiled.structures.core import Spec
 
     if name not in root:
-        root.create_container(name, specs=[Spec(RUNS_SPEC_NAME, version=RUNS_SPEC_VERSION)])
+        root.create_container(
+            name, specs=[Spec(RUNS_SPEC_NAME, version=RUNS_SPEC_VERSION)]
+        )
     return root[name]
 
 

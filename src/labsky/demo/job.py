@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -52,8 +53,9 @@ def demo_profile(data_dir: Path) -> Profile:
 
 
 def default_data_dir() -> Path:
-    """The demo's data directory when none is given: the user data dir."""
-    return Path(platformdirs.user_data_dir("labsky")) / "demo"
+    """The demo's data directory: `$LABSKY_DATA_DIR/demo`, else the user data dir."""
+    root = os.environ.get("LABSKY_DATA_DIR") or platformdirs.user_data_dir("labsky")
+    return Path(root).expanduser() / "demo"
 
 
 def run_demo(
@@ -101,7 +103,8 @@ def run_demo(
         frames = runs[count_uid]["primary"]["cam"]
         echo(
             f"   {len(found)} scan run(s) of sample {SAMPLE!r}; this one has "
-            f"{len(x)} points, peak {signal} = {y.max():.3g} at x = {x[y.argmax()]:.3g} mm"
+            f"{len(x)} points, peak {signal} = {y.max():.3g} "
+            f"at x = {x[y.argmax()]:.3g} mm"
         )
         echo(f"   camera frames: shape {frames.shape}, dtype {frames.dtype}")
         plot = _plot(x, y, signal, run.start, data_dir / "demo-scan.png")

@@ -65,7 +65,12 @@ def peak_scan(
     yield from bpp.subs_wrapper(
         bp.scan(list(detectors), motor, start, stop, num, md=_md), stats
     )
-    if stats.max is None or stats.cen is None or stats.fwhm is None and move_to == "cen":
+    if (
+        stats.max is None
+        or stats.cen is None
+        or stats.fwhm is None
+        and move_to == "cen"
+    ):
         raise PeakNotFoundError(
             f"peak_scan: no peak in {signal!r} between {start} and {stop}; widen the "
             "range or check the beam"

@@ -1,0 +1,196 @@
+import json
+import textwrap
+
+import pytest
+
+from labsky.config import (
+    ConfigError,
+    devices_schema,
+    load_devices,
+    load_profile,
+    profile_schema,
+)
+from tests.conftest import REPO
+
+
+def write(tmp_path, text, name="devices.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def errors_of(path):
+    with pytest.raises(ConfigError) as info:
+        load_devices(path)
+    return str(info.value), info.value.problems
+
+
+def test_good_file_loads_with_defaults_and_sources(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        devices:
+          world: {kind: sim_pattern}
+          pdet:
+            kind: sim_point_detector
+            requires: {pattern_generator: world}
+            params: {num_channels: 2}
+            groups: [detectors]
+            mock: true
+    """,
+    )
+    decls = load_devices(path)
+    assert list(decls) == ["world", "pdet"]
+    pdet = decls["pdet"]
+    assert pdet.params.num_channels == 2  # type: ignore[attr-defined]
+    assert pdet.params.acquire_time == 0.01  # default filled  # type: ignore[attr-defined]
+    assert pdet.groups == ("detectors",)
+    assert pdet.mock is True
+    assert pdet.source == f"{path}:3"
+
+
+def test_unknown_kind_names_line_and_suggests(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        devices:
+          stage:
+            kind: sim_stag
+    """,
+    )
+    text, problems = errors_of(path)
+    assert problems[0][0] == 3
+    assert f"{path}:3: devices.stage.kind: unknown kind 'sim_stag'" in text
+    assert "did you mean 'sim_stage'" in text
+
+
+def test_every_param_problem_is_reported_with_its_line(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        devices:
+          world: {kind: sim_pattern}
+          pdet:
+            kind: sim_point_detector
+            requires: {pattern_generator: world}
+            params:
+              num_channels: 0
+              colour: red
+          m:
+            kind: sim_motor
+            params: {velocity: fast}
+    """,
+    )
+    text, problems = errors_of(path)
+    assert [line for line, _ in problems] == [7, 8, 11]
+    assert (
+        "params.num_channels: Input should be greater than or equal to 1 (got 0)"
+        in text
+    )
+    assert "params.colour: unknown field 'colour'" in text
+    assert "params.velocity: Input should be a valid number" in text
+
+
+def test_dependency_problems(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        devices:
+          pdet:
+            kind: sim_point_detector
+          stage:
+            kind: sim_stage
+            requires: {pattern_generator: wrld, speed: world}
+    """,
+    )
+    text, problems = errors_of(path)
+    assert (
+        "devices.pdet: kind sim_point_detector needs 'pattern_generator'; add " in text
+    )
+    assert (
+        f"{path}:6: devices.stage.requires.pattern_generator: no device named 'wrld'"
+        in text
+    )
+    assert "has no dependency 'speed' (it takes: pattern_generator)" in text
+
+
+def test_skipped_dependency_must_skip_dependents(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        devices:
+          world: {kind: sim_pattern, skip: true}
+          stage: {kind: sim_stage, requires: {pattern_generator: world}}
+    """,
+    )
+    text, _ = errors_of(path)
+    assert "'world' is skipped; skip 'stage' too" in text
+
+
+def test_names_must_be_identifiers_and_not_reserved(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        devices:
+          power-meter: {kind: sim_motor}
+          RE: {kind: sim_motor}
+    """,
+    )
+    text, problems = errors_of(path)
+    assert (
+        2,
+        "devices.power-meter: device names must be Python identifiers "
+        "(letters, digits, underscores), e.g. 'power_meter'",
+    ) in problems
+    assert "'RE' is reserved" in text
+
+
+def test_missing_kind_and_not_a_mapping(tmp_path):
+    text, _ = errors_of(write(tmp_path, "devices:\n  m: {params: {}}\n"))
+    assert ":2: devices.m: missing `kind:`" in text
+    text, _ = errors_of(write(tmp_path, "- just a list\n", "list.yaml"))
+    assert "list.yaml:1: expected a mapping" in text
+
+
+def test_profile_missing_files_are_reported_with_lines(tmp_path):
+    (tmp_path / "p").mkdir()
+    write(tmp_path, "devices:\n  - nowhere.yaml\nplans: [gone.py]\n", "p/profile.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_profile(tmp_path / "p")
+    text = str(info.value)
+    assert "profile.yaml:2: devices.0: no such file" in text
+    assert "profile.yaml:3: plans.0: no such file" in text
+
+
+def test_profile_unknown_setting(tmp_path):
+    (tmp_path / "p").mkdir()
+    write(tmp_path, "description: x\ntiled:\n  url: embedded\n", "p/profile.yaml")
+    with pytest.raises(
+        ConfigError, match=r"profile.yaml:3: tiled.url: unknown field 'url'"
+    ):
+        load_profile(tmp_path / "p")
+
+
+def test_profile_paths_resolve_against_its_directory():
+    profile = load_profile(REPO / "profiles" / "sim")
+    assert profile.name == "sim"
+    assert profile.device_files == [REPO / "devices" / "sim.yaml"]
+    assert all(p.is_file() for p in profile.plan_files)
+
+
+def test_committed_schemas_are_current():
+    for name, schema in (("devices", devices_schema()), ("profile", profile_schema())):
+        committed = REPO / "src" / "labsky" / "schemas" / f"{name}.schema.json"
+        assert json.loads(committed.read_text()) == schema, (
+            f"{committed} is stale: run `labsky schema --out src/labsky/schemas`"
+        )
+
+
+def test_devices_schema_describes_each_kind():
+    schema = devices_schema()
+    kinds = {
+        d["properties"]["kind"]["const"]
+        for d in schema["$defs"].values()
+        if "kind" in d.get("properties", {})
+    }
+    assert {"sim_stage", "sim_point_detector", "sim_blob_detector"} <= kinds
