@@ -179,7 +179,7 @@ def run(
             generator = session.plan(plan, *positional, **kwargs)
         except (PlanArgumentError, KeyError) as exc:
             raise _fail(str(exc).strip('"'), 2) from None
-        result = session.run_engine(generator)
+        result = session.execute(generator)
         typer.echo(
             f"{plan}: {result.exit_status}; "
             f"run uids: {', '.join(result.run_start_uids)}"

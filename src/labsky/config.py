@@ -170,9 +170,8 @@ def _pydantic_problems(
         elif error["type"] == "union_tag_not_found":
             msg = "missing `kind:`; every device names the kind that builds it"
         elif error["type"] == "extra_forbidden":
-            msg = (
-                f"unknown field {str(loc[-1])!r}; check its spelling against the schema"
-            )
+            field_name = str(loc[-1]) if loc else "?"
+            msg = f"unknown field {field_name!r}; check its spelling against the schema"
         elif "input" in error and error["type"] not in ("missing",):
             msg = f"{msg} (got {error['input']!r})"
         problems.append((source.line_of(data_loc), f"{_format_loc(data_loc)}: {msg}"))
@@ -350,7 +349,7 @@ class TiledConfig(BaseModel):
 
     uri: str | None = "embedded"
     api_key_env: str = "TILED_API_KEY"
-    container: str = Field("raw", pattern=r"^[A-Za-z0-9_-]+$")
+    container: str = Field(default="raw", pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class RingConfig(BaseModel):
@@ -365,7 +364,7 @@ class RingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     directory: Path = Path("/dev/shm")
-    size_mb: int = Field(64, ge=1, le=65536)
+    size_mb: int = Field(default=64, ge=1, le=65536)
 
 
 class Profile(BaseModel):
@@ -397,8 +396,8 @@ class Profile(BaseModel):
     data_dir: Path | None = None
     mock: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
-    tiled: TiledConfig = Field(default_factory=TiledConfig)
-    ring: RingConfig = Field(default_factory=RingConfig)
+    tiled: TiledConfig = Field(default_factory=lambda: TiledConfig())
+    ring: RingConfig = Field(default_factory=lambda: RingConfig())
     connect_timeout: float = Field(10.0, gt=0)
     _directory: Path = PrivateAttr(default_factory=Path.cwd)
 

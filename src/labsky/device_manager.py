@@ -138,7 +138,7 @@ async def build_and_connect(
     result = BuildResult()
     _build(decls, fixtures, result)
     names = [n for n, d in result.devices.items() if isinstance(d, Device)]
-    flags = {n: decls[n].mock if decls[n].mock is not None else mock for n in names}
+    flags = {n: mock if decls[n].mock is None else bool(decls[n].mock) for n in names}
     outcomes = await asyncio.gather(
         *(_connect_one(decls[n], result.devices[n], flags[n], timeout) for n in names),
         return_exceptions=True,

@@ -60,6 +60,7 @@ class LabskyMagics(Magics):
 
     def __init__(self, shell: InteractiveShell, session: Session):
         super().__init__(shell)
+        self._shell = shell
         self.session = session
 
     @line_magic
@@ -77,13 +78,13 @@ class LabskyMagics(Magics):
     @line_magic
     def mov(self, line: str) -> None:
         """Move to absolute positions: `%mov stage.x 1.5 stage.y -0.5`."""
-        args = _evaluate(self.shell, line)
+        args = _evaluate(self._shell, line)
         self.session.run_engine(bps.mv(*args))
 
     @line_magic
     def movr(self, line: str) -> None:
         """Move relative to the current positions: `%movr stage.x 0.1`."""
-        args = _evaluate(self.shell, line)
+        args = _evaluate(self._shell, line)
         self.session.run_engine(bps.mvr(*args))
 
 
@@ -109,9 +110,13 @@ def start_in_ipython(
     from bluesky.run_engine import autoawait_in_bluesky_event_loop
 
     shell = shell or InteractiveShell.instance()
-    directory = Path(profile) if profile else Path(shell.profile_dir.location)
+    if profile is None:
+        if shell.profile_dir is None:
+            raise ValueError("no profile given and IPython was started without one")
+        profile = shell.profile_dir.location
+    directory = Path(profile)
     session = start(directory, **kwargs)
-    session.run_engine.waiting_hook = ProgressBarManager()
+    session.run_engine.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     shell.push(session.namespace())
     shell.register_magics(LabskyMagics(shell, session))
     autoawait_in_bluesky_event_loop(shell)
@@ -121,7 +126,8 @@ def start_in_ipython(
 
 
 def _set_prompt(shell: InteractiveShell, session: Session) -> None:
-    from IPython.terminal.prompts import Prompts, Token
+    from IPython.terminal.prompts import Prompts
+    from pygments.token import Token
 
     if not hasattr(shell, "prompts"):
         return  # not a terminal shell (kernel): nothing to draw

@@ -10,6 +10,7 @@ so callers can add metadata to the run.
 from __future__ import annotations
 
 import collections.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import sys

@@ -19,7 +19,7 @@ from typing import Any
 
 from bluesky import RunEngine
 from bluesky.preprocessors import SupplementalData
-from bluesky.run_engine import call_in_bluesky_event_loop
+from bluesky.run_engine import RunEngineResult, call_in_bluesky_event_loop
 from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider
 
 from labsky.callbacks import RunProgress
@@ -94,9 +94,15 @@ class Session:
         bound = bind_plan_arguments(self.plans[name], args, kwargs, self.devices)
         return self.plans[name](*bound.args, **bound.kwargs)
 
-    def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def run(self, name: str, *args: Any, **kwargs: Any) -> RunEngineResult:
         """Check the arguments, then run plan `name` on the RunEngine."""
-        return self.run_engine(self.plan(name, *args, **kwargs))
+        return self.execute(self.plan(name, *args, **kwargs))
+
+    def execute(self, plan: Any) -> RunEngineResult:
+        """Run a plan generator on the RunEngine and return its result."""
+        result = self.run_engine(plan)
+        assert isinstance(result, RunEngineResult)
+        return result
 
     def namespace(self) -> dict[str, Any]:
         """Names for an interactive prompt: `RE`, devices, plans, `bp/bps/bpp`."""
@@ -195,7 +201,7 @@ def _groups(decls: Mapping[str, DeviceDeclaration]) -> dict[str, list[str]]:
 
 def _run_engine(data_dir: Path, metadata: Mapping[str, Any], profile: str) -> RunEngine:
     md = PersistentMetadata(data_dir / "runengine-metadata.json")
-    run_engine = RunEngine(md, call_returns_result=True)
+    run_engine = RunEngine(md, call_returns_result=True)  # type: ignore[arg-type]
     run_engine.md.update({"profile": profile, **metadata})
     return run_engine
 

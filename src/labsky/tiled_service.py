@@ -57,7 +57,7 @@ class LocalTiled:
             readable_storage=[str(p) for p in readable_storage or []],
         )
         self.directory = directory
-        self.port: int = self._server.port
+        self.port: int = int(self._server.port or port)
         self.url = f"http://127.0.0.1:{self.port}"
         logger.info("Tiled server at %s (catalog in %s)", self.url, directory)
 

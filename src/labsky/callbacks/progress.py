@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from event_model import DocumentRouter
+from event_model.documents import Event, EventDescriptor, EventPage, RunStart, RunStop
 from tqdm import tqdm
 
 
@@ -27,7 +28,7 @@ class RunProgress(DocumentRouter):
         self._bar: tqdm | None = None
         self._primary: set[str] = set()
 
-    def start(self, doc: dict[str, Any]) -> None:
+    def start(self, doc: RunStart) -> None:
         self._primary.clear()
         self._bar = tqdm(
             total=doc.get("num_points"),
@@ -38,19 +39,21 @@ class RunProgress(DocumentRouter):
             leave=True,
         )
 
-    def descriptor(self, doc: dict[str, Any]) -> None:
+    def descriptor(self, doc: EventDescriptor) -> None:
         if doc.get("name") == "primary":
             self._primary.add(doc["uid"])
 
-    def event(self, doc: dict[str, Any]) -> None:
+    def event(self, doc: Event) -> Event:
         if self._bar is not None and doc["descriptor"] in self._primary:
             self._bar.update(1)
+        return doc
 
-    def event_page(self, doc: dict[str, Any]) -> None:
+    def event_page(self, doc: EventPage) -> EventPage:
         if self._bar is not None and doc["descriptor"] in self._primary:
             self._bar.update(len(doc["seq_num"]))
+        return doc
 
-    def stop(self, doc: dict[str, Any]) -> None:
+    def stop(self, doc: RunStop) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(doc.get("exit_status", ""))
             self._bar.close()

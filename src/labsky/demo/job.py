@@ -12,7 +12,7 @@ from typing import Any
 import bluesky.plans as bp
 import platformdirs
 
-from labsky.config import Profile, TiledConfig
+from labsky.config import Profile
 
 SAMPLE = "demo-grating"
 
@@ -41,13 +41,15 @@ class DemoResult:
 def demo_profile(data_dir: Path) -> Profile:
     """The embedded profile: packaged simulated devices, Tiled in process."""
     devices = Path(str(files("labsky.demo") / "devices.yaml"))
-    profile = Profile(
-        name="demo",
-        description="labsky demo on simulated instruments",
-        devices=[devices],
-        data_dir=data_dir,
-        metadata={"lab": "labsky-demo"},
-        tiled=TiledConfig(uri="embedded"),
+    profile = Profile.model_validate(
+        {
+            "name": "demo",
+            "description": "labsky demo on simulated instruments",
+            "devices": [devices],
+            "data_dir": data_dir,
+            "metadata": {"lab": "labsky-demo"},
+            "tiled": {"uri": "embedded"},
+        }
     )
     return profile.located(devices.parent)
 
@@ -86,9 +88,9 @@ def run_demo(
         stage, pdet, cam = (session.devices[n] for n in ("stage", "pdet", "cam"))
         md = {"sample": SAMPLE, "purpose": "labsky demo"}
         echo("\n1) line scan: stage.x from -5 to 5 mm, 41 points, point detector")
-        scan = session.run_engine(bp.scan([pdet], stage.x, -5, 5, 41, md=md))
+        scan = session.execute(bp.scan([pdet], stage.x, -5, 5, 41, md=md))
         echo("\n2) exposure series: 5 camera frames at the centre")
-        count = session.run_engine(bp.count([pdet, cam], num=5, md=md))
+        count = session.execute(bp.count([pdet, cam], num=5, md=md))
         scan_uid, count_uid = scan.run_start_uids[0], count.run_start_uids[0]
 
         echo("\n3) reading back through Tiled over HTTP")
