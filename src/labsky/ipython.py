@@ -113,7 +113,7 @@ def start_in_ipython(
     if profile is None:
         if shell.profile_dir is None:
             raise ValueError("no profile given and IPython was started without one")
-        profile = shell.profile_dir.location
+        profile = str(shell.profile_dir.location)
     directory = Path(profile)
     session = start(directory, **kwargs)
     session.run_engine.waiting_hook = ProgressBarManager()  # type: ignore[assignment]

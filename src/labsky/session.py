@@ -114,6 +114,8 @@ class Session:
             **self.plans,
             **self.devices,
             "session": self,
+            "devices": self.devices,
+            "plans": self.plans,
             "RE": self.run_engine,
             "run_engine": self.run_engine,
             "bp": bp,

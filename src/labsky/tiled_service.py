@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,20 @@ class LocalTiled:
         self.directory = directory
         self.port: int = int(self._server.port or port)
         self.url = f"http://127.0.0.1:{self.port}"
+        self._closed = threading.Event()
+        # The server runs in a non-daemon thread, which Python joins before any
+        # atexit handler runs: stop it as soon as the main thread finishes, so a
+        # session left open (an IPython prompt being quit) never hangs the exit.
+        threading.Thread(
+            target=self._close_when_main_thread_ends,
+            name="labsky-tiled-reaper",
+            daemon=True,
+        ).start()
         logger.info("Tiled server at %s (catalog in %s)", self.url, directory)
+
+    def _close_when_main_thread_ends(self) -> None:
+        threading.main_thread().join()
+        self.close()
 
     def client(self) -> Any:
         """Return a Tiled client of the server's root."""
@@ -68,8 +82,10 @@ class LocalTiled:
         return from_uri(self.url, api_key=self.api_key)
 
     def close(self) -> None:
-        """Stop the server."""
-        self._server.close()
+        """Stop the server (once; later calls do nothing)."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._server.close()
 
 
 def _stored_key(path: Path) -> str:

@@ -1,0 +1,111 @@
+"""The `labsky` command, run as a user runs it: in a subprocess."""
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from tiled.queries import Key
+
+from labsky.tiled_service import LocalTiled, runs_container
+from tests.conftest import REPO
+
+
+def labsky(*args, timeout=240, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "labsky", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_check_lists_devices_and_passes():
+    result = labsky("check", "sim", "--connect")
+    assert result.returncode == 0, result.stderr
+    assert "pdet             sim_point_detector" in result.stdout
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_check_reports_file_and_line(tmp_path):
+    (tmp_path / "devices.yaml").write_text(
+        "devices:\n  m:\n    kind: sim_motor\n    params: {velocty: 2}\n"
+    )
+    (tmp_path / "profile.yaml").write_text("devices: [devices.yaml]\n")
+    result = labsky("check", str(tmp_path))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'devices.yaml'}:4: devices.m.params.velocty: unknown field" in (
+        result.stderr
+    )
+
+
+def test_check_kinds():
+    result = labsky("check", "--kinds")
+    assert result.returncode == 0
+    assert "sim_stage" in result.stdout and "pattern_generator" in result.stdout
+
+
+def test_run_refuses_bad_arguments_before_a_run(tmp_path):
+    result = labsky(
+        "run", "sim", "count", "[pdet, nosuch]", env={"LABSKY_DATA_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 2
+    assert "'nosuch' is not a device of this session" in result.stderr
+    metadata = tmp_path / "sim" / "runengine-metadata.json"
+    assert '"scan_id"' not in metadata.read_text()  # no run was opened
+
+
+@pytest.mark.slow
+def test_run_a_plan_and_find_it_in_tiled(tmp_path):
+    result = labsky(
+        "run", "sim", "angle_scan", "[pdet]", "rotator",
+        "--arg", "stop=90", "--arg", "step=15", "--md", "sample=quartz",
+        env={"LABSKY_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "angle_scan: success" in result.stdout
+    server = LocalTiled(tmp_path / "sim" / "tiled")
+    try:
+        runs = runs_container(server.client(), "raw")
+        (run,) = runs.search(Key("start.sample") == "quartz").values()
+        assert run.start["plan_name"] == "angle_scan"
+        table = run["primary"].read()
+        np.testing.assert_allclose(table["rotator"].values, np.arange(0, 91, 15))
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    result = labsky("demo", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "labsky serve --data-dir" in result.stdout
+    assert (tmp_path / "demo-scan.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Serve the catalog the demo left behind, as the printed instructions say.
+    server = LocalTiled(tmp_path / "tiled", readable_storage=[tmp_path / "detectors"])
+    try:
+        runs = runs_container(server.client(), "raw")
+        scans = runs.search(Key("start.plan_name") == "scan")
+        assert len(scans) == 1
+        scan = scans.values().first()
+        assert scan.start["sample"] == "demo-grating"
+        assert scan.stop["exit_status"] == "success"
+        table = scan["primary"].read()
+        np.testing.assert_allclose(table["stage-x"].values, np.linspace(-5, 5, 41))
+        assert "baseline" in scan  # the stage is in the baseline group
+
+        (count,) = runs.search(Key("start.plan_name") == "count").values()
+        frames = count["primary"]["cam"]
+        assert frames.shape == (5, 1, 240, 320)
+        # frames served by Tiled are the bytes the detector wrote to HDF5
+        (h5file,) = (tmp_path / "detectors").glob("*.h5")
+        with h5py.File(h5file, "r") as f:
+            on_disk = f["/entry/data/data"][:]
+        np.testing.assert_array_equal(frames.read()[:, 0], on_disk)
+    finally:
+        server.close()

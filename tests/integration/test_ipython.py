@@ -1,0 +1,44 @@
+"""The IPython profile: `ipython --profile-dir=profiles/sim` gives a working prompt."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+CELLS = [
+    "r = await pdet.read()",
+    'print("READ", sorted(r))',
+    "%wa motors",
+    "res = RE(count([pdet], num=2))",
+    'print("RESULT", res.exit_status)',
+    "%mov rotator 12.5",
+    'print("ROT", await rotator.user_readback.get_value())',
+    'print("NAMES", sorted(set(devices) & set(globals())), "raster" in plans)',
+]
+
+
+def test_sim_profile_prompt(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "IPython",
+            f"--profile-dir={REPO / 'profiles' / 'sim'}",
+            "--no-banner", "--simple-prompt", "--HistoryManager.enabled=False",
+            f"--InteractiveShellApp.exec_lines={CELLS!r}",
+            "-c", "print('DONE')",
+        ],
+        capture_output=True, text=True, timeout=240,
+        env={**os.environ, "LABSKY_DATA_DIR": str(tmp_path)},
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr + out
+    assert "READ ['pdet-channel-1-value', 'pdet-channel-2-value', 'pdet-channel-3-value']" in out
+    assert "stage.x" in out and "rotator" in out  # %wa table
+    assert "RESULT success" in out
+    assert "ROT 12.5" in out
+    assert "NAMES ['cam', 'pdet', 'rotator', 'stage', 'world'] True" in out
+    assert "DONE" in out
