@@ -38,8 +38,9 @@ def test_check_reports_file_and_line(tmp_path):
     (tmp_path / "profile.yaml").write_text("devices: [devices.yaml]\n")
     result = labsky("check", str(tmp_path))
     assert result.returncode == 1
-    assert f"{tmp_path / 'devices.yaml'}:4: devices.m.params.velocty: unknown field" in (
-        result.stderr
+    assert (
+        f"{tmp_path / 'devices.yaml'}:4: devices.m.params.velocty: unknown field"
+        in (result.stderr)
     )
 
 
@@ -62,8 +63,17 @@ def test_run_refuses_bad_arguments_before_a_run(tmp_path):
 @pytest.mark.slow
 def test_run_a_plan_and_find_it_in_tiled(tmp_path):
     result = labsky(
-        "run", "sim", "angle_scan", "[pdet]", "rotator",
-        "--arg", "stop=90", "--arg", "step=15", "--md", "sample=quartz",
+        "run",
+        "sim",
+        "angle_scan",
+        "[pdet]",
+        "rotator",
+        "--arg",
+        "stop=90",
+        "--arg",
+        "step=15",
+        "--md",
+        "sample=quartz",
         env={"LABSKY_DATA_DIR": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr

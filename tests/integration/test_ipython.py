@@ -25,18 +25,28 @@ CELLS = [
 def test_sim_profile_prompt(tmp_path):
     result = subprocess.run(
         [
-            sys.executable, "-m", "IPython",
+            sys.executable,
+            "-m",
+            "IPython",
             f"--profile-dir={REPO / 'profiles' / 'sim'}",
-            "--no-banner", "--simple-prompt", "--HistoryManager.enabled=False",
+            "--no-banner",
+            "--simple-prompt",
+            "--HistoryManager.enabled=False",
             f"--InteractiveShellApp.exec_lines={CELLS!r}",
-            "-c", "print('DONE')",
+            "-c",
+            "print('DONE')",
         ],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
         env={**os.environ, "LABSKY_DATA_DIR": str(tmp_path)},
     )
     out = result.stdout
     assert result.returncode == 0, result.stderr + out
-    assert "READ ['pdet-channel-1-value', 'pdet-channel-2-value', 'pdet-channel-3-value']" in out
+    assert (
+        "READ ['pdet-channel-1-value', 'pdet-channel-2-value', 'pdet-channel-3-value']"
+        in out
+    )
     assert "stage.x" in out and "rotator" in out  # %wa table
     assert "RESULT success" in out
     assert "ROT 12.5" in out

@@ -22,16 +22,25 @@ def test_notebooks_exist_and_are_stripped():
 def test_notebook_runs(path):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": path.parent}}
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": path.parent}},
     )
     client.execute()
     errors = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
         if o.output_type == "error"
     ]
     assert not errors
     images = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
         if "image/png" in o.get("data", {})
     ]
     assert images, "the notebook should show its plot"
