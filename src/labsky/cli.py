@@ -253,6 +253,57 @@ def schema(
     typer.echo(f"wrote {out}/devices.schema.json and {out}/profile.schema.json")
 
 
+ring_app = typer.Typer(help="Inspect the Arrow ring buffer.", no_args_is_help=True)
+app.add_typer(ring_app, name="ring")
+
+
+@ring_app.command("tail")
+def ring_tail(
+    path: Annotated[Path, typer.Argument(help="The ring file.")],
+    from_start: Annotated[
+        bool, typer.Option(help="Begin at the oldest batch still in the ring.")
+    ] = False,
+    count: Annotated[
+        int | None, typer.Option(help="Stop after this many batches.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop after this many idle seconds.")
+    ] = None,
+) -> None:
+    """Print batches as they are published, from any process."""
+    import time
+
+    from labsky.ring import RingReader
+
+    if not path.exists():
+        raise _fail(f"no ring file at {path}", 2)
+    reader = RingReader(path, start=None if from_start else "latest")
+    seen, idle_since = 0, time.monotonic()
+    try:
+        while count is None or seen < count:
+            item = reader.read_next()
+            if item is None:
+                if timeout is not None and time.monotonic() - idle_since > timeout:
+                    break
+                time.sleep(0.005)  # noqa: TID251 - own process, no RunEngine here
+                continue
+            idle_since = time.monotonic()
+            seen += 1
+            meta = {
+                k.decode(): v.decode()
+                for k, v in (item.batch.schema.metadata or {}).items()
+            }
+            if item.missed:
+                typer.secho(f"... missed {item.missed} batches", fg=typer.colors.YELLOW)
+            typer.echo(f"#{item.seq} {meta} rows={item.batch.num_rows}")
+            for row in item.batch.to_pylist()[:20]:
+                typer.echo(f"  {row}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
+
+
 def _logging() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

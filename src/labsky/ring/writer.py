@@ -1,0 +1,179 @@
+"""The single writer of a ring file."""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from labsky.ring.layout import (
+    EMPTY,
+    FREE,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    MAX_CURSORS,
+    NEXT_SEQ_OFFSET,
+    SLOT_HEADER,
+    cursor_offset,
+    slot_offset,
+)
+
+logger = logging.getLogger(__name__)
+
+_U64 = struct.Struct("<Q")
+
+
+class RingFullError(RuntimeError):
+    """A batch is larger than a slot; the message says how to size the ring."""
+
+
+class RingWriter:
+    """Publish Arrow record batches into a memory-mapped ring file.
+
+    One writer per ring. Every batch gets the next sequence number. Durable
+    readers (`register_durable_reader`) are never overrun: when the ring is
+    full the writer waits for the slowest of them and logs that it did (the
+    back-pressure). Other readers may be overrun and learn how many batches
+    they missed.
+
+    Args:
+        path: The ring file; created (or reset) with the given geometry.
+        slot_count: Number of slots.
+        slot_size: Bytes per slot, including a 16-byte slot header.
+        backpressure_timeout: Seconds to wait for a durable reader before
+            giving up with `TimeoutError` (None waits forever).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        slot_count: int = 256,
+        slot_size: int = 256 * 1024,
+        backpressure_timeout: float | None = None,
+    ):
+        if slot_count < 2 or slot_size < 1024:
+            raise ValueError("a ring needs at least 2 slots of at least 1 KiB")
+        self.path = Path(path)
+        self.slot_count = slot_count
+        self.slot_size = slot_size
+        self.backpressure_timeout = backpressure_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        size = HEADER_SIZE + slot_count * slot_size
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self._map[:HEADER_SIZE] = bytes(HEADER_SIZE)
+        HEADER.pack_into(self._map, 0, MAGIC, slot_count, 0, slot_size, 0, os.getpid())
+        for index in range(MAX_CURSORS):
+            _U64.pack_into(self._map, cursor_offset(index), FREE)
+        for seq in range(slot_count):
+            _U64.pack_into(self._map, slot_offset(seq, slot_count, slot_size), EMPTY)
+        self._next_seq = 0
+        self._lock = threading.Lock()
+        self.waits = 0  # how many times back-pressure made the writer wait
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence number of the next batch to be published."""
+        return self._next_seq
+
+    def register_durable_reader(self, start: int | None = None) -> int:
+        """Reserve a cursor for a reader that must see every batch.
+
+        Args:
+            start: First sequence number it needs; default: the next one.
+
+        Returns:
+            The cursor index to pass to `DurableCursor` / the reader.
+        """
+        with self._lock:
+            for index in range(MAX_CURSORS):
+                if _U64.unpack_from(self._map, cursor_offset(index))[0] == FREE:
+                    value = self._next_seq if start is None else start
+                    _U64.pack_into(self._map, cursor_offset(index), value)
+                    return index
+        raise RuntimeError(f"{self.path}: all {MAX_CURSORS} durable cursors are taken")
+
+    def _slowest_durable(self) -> int | None:
+        values = [
+            _U64.unpack_from(self._map, cursor_offset(i))[0] for i in range(MAX_CURSORS)
+        ]
+        taken = [v for v in values if v != FREE]
+        return min(taken) if taken else None
+
+    def _wait_for_room(self, seq: int) -> None:
+        slowest = self._slowest_durable()
+        if slowest is None or seq - slowest < self.slot_count:
+            return
+        self.waits += 1
+        logger.warning(
+            "ring %s full: waiting for a durable reader at batch %d (writing %d)",
+            self.path,
+            slowest,
+            seq,
+        )
+        deadline = (
+            None
+            if self.backpressure_timeout is None
+            else (time.monotonic() + self.backpressure_timeout)
+        )
+        delay = 1e-5
+        while True:
+            slowest = self._slowest_durable()
+            if slowest is None or seq - slowest < self.slot_count:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"ring {self.path}: durable reader stuck at batch {slowest} for "
+                    f"{self.backpressure_timeout} s; is the HDF5 sink alive?"
+                )
+            threading.Event().wait(delay)
+            delay = min(delay * 2, 1e-3)
+
+    def publish(self, batch: pa.RecordBatch) -> int:
+        """Write one record batch and return its sequence number."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as stream:
+            stream.write_batch(batch)
+        return self.publish_bytes(sink.getvalue())
+
+    def publish_bytes(self, payload: pa.Buffer | bytes) -> int:
+        """Write an already serialised Arrow IPC stream; return its sequence number."""
+        length = len(payload)
+        room = self.slot_size - SLOT_HEADER.size
+        if length > room:
+            raise RingFullError(
+                f"a batch of {length} bytes does not fit a {self.slot_size}-byte slot "
+                f"of {self.path}; raise ring.slot_size or flush smaller batches"
+            )
+        with self._lock:
+            seq = self._next_seq
+            self._wait_for_room(seq)
+            offset = slot_offset(seq, self.slot_count, self.slot_size)
+            # Invalidate, write the payload, then commit by writing the seq last.
+            _U64.pack_into(self._map, offset, EMPTY)
+            _U64.pack_into(self._map, offset + 8, length)
+            start = offset + SLOT_HEADER.size
+            self._map[start : start + length] = memoryview(payload)
+            _U64.pack_into(self._map, offset, seq)
+            self._next_seq = seq + 1
+            _U64.pack_into(self._map, NEXT_SEQ_OFFSET, self._next_seq)
+        return seq
+
+    def flush(self) -> None:
+        """Ask the OS to write the mapping to its file (for a ring on disk)."""
+        self._map.flush()
+
+    def close(self) -> None:
+        """Unmap the file (the file stays for readers and recovery)."""
+        self._map.close()
