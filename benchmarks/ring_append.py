@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from labsky.ring import RingReader, RingWriter
+from labsky.ring import RingBuffer, RingReader
 
 COLUMNS = 10
 
@@ -32,7 +32,7 @@ def make_batch(rows: int) -> pa.RecordBatch:
 
 
 def ring_rate(directory: Path, rows: int, seconds: float) -> float:
-    writer = RingWriter(directory / "bench.ring", slot_count=256, slot_size=256 * 1024)
+    writer = RingBuffer(directory / "bench.ring", slot_count=256, slot_size=256 * 1024)
     batch = make_batch(rows)
     published, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -34,8 +34,8 @@ class RingFullError(RuntimeError):
     """A batch is larger than a slot; the message says how to size the ring."""
 
 
-class RingWriter:
-    """Publish Arrow record batches into a memory-mapped ring file.
+class RingBuffer:
+    """The writing end of a ring: publish Arrow record batches into a mapped file.
 
     One writer per ring. Every batch gets the next sequence number. Durable
     readers (`register_durable_reader`) are never overrun: when the ring is

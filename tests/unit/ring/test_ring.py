@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from labsky.ring import RingFullError, RingReader, RingWriter
+from labsky.ring import RingBuffer, RingFullError, RingReader
 
 
 def batch(i: int, rows: int = 4) -> pa.RecordBatch:
@@ -22,7 +22,7 @@ def first_value(b) -> float:
 
 
 def test_roundtrip_in_order_with_metadata(tmp_path):
-    writer = RingWriter(tmp_path / "ring", slot_count=8, slot_size=4096)
+    writer = RingBuffer(tmp_path / "ring", slot_count=8, slot_size=4096)
     reader = RingReader(tmp_path / "ring")
     assert reader.read_next() is None
     assert [writer.publish(batch(i)) for i in range(5)] == [0, 1, 2, 3, 4]
@@ -35,7 +35,7 @@ def test_roundtrip_in_order_with_metadata(tmp_path):
 
 
 def test_late_reader_starts_at_oldest_batch_still_held(tmp_path):
-    writer = RingWriter(tmp_path / "ring", slot_count=4, slot_size=4096)
+    writer = RingBuffer(tmp_path / "ring", slot_count=4, slot_size=4096)
     for i in range(10):
         writer.publish(batch(i))
     reader = RingReader(tmp_path / "ring")
@@ -47,7 +47,7 @@ def test_late_reader_starts_at_oldest_batch_still_held(tmp_path):
 
 
 def test_overrun_live_reader_is_told_how_many_it_missed(tmp_path):
-    writer = RingWriter(tmp_path / "ring", slot_count=4, slot_size=4096)
+    writer = RingBuffer(tmp_path / "ring", slot_count=4, slot_size=4096)
     reader = RingReader(tmp_path / "ring", start=0)
     for i in range(3):
         writer.publish(batch(i))
@@ -62,7 +62,7 @@ def test_overrun_live_reader_is_told_how_many_it_missed(tmp_path):
 
 
 def test_durable_reader_is_never_overrun(tmp_path):
-    writer = RingWriter(tmp_path / "ring", slot_count=4, slot_size=4096)
+    writer = RingBuffer(tmp_path / "ring", slot_count=4, slot_size=4096)
     cursor = writer.register_durable_reader()
     reader = RingReader(tmp_path / "ring", durable_cursor=cursor)
     seen: list[int] = []
@@ -87,7 +87,7 @@ def test_durable_reader_is_never_overrun(tmp_path):
 
 
 def test_stuck_durable_reader_times_out_with_a_clear_error(tmp_path):
-    writer = RingWriter(
+    writer = RingBuffer(
         tmp_path / "ring", slot_count=2, slot_size=4096, backpressure_timeout=0.05
     )
     writer.register_durable_reader()
@@ -98,7 +98,7 @@ def test_stuck_durable_reader_times_out_with_a_clear_error(tmp_path):
 
 
 def test_batch_larger_than_a_slot(tmp_path):
-    writer = RingWriter(tmp_path / "ring", slot_count=2, slot_size=1024)
+    writer = RingBuffer(tmp_path / "ring", slot_count=2, slot_size=1024)
     with pytest.raises(RingFullError, match="does not fit a 1024-byte slot"):
         writer.publish(batch(0, rows=1000))
 
@@ -127,7 +127,7 @@ READER_SCRIPT = textwrap.dedent("""
 
 def test_reader_in_another_process(tmp_path):
     path = tmp_path / "ring"
-    writer = RingWriter(path, slot_count=512, slot_size=4096)
+    writer = RingBuffer(path, slot_count=512, slot_size=4096)
     proc = subprocess.Popen(
         [sys.executable, "-c", READER_SCRIPT, str(path)],
         stdout=subprocess.PIPE,
@@ -146,7 +146,7 @@ def test_reader_in_another_process(tmp_path):
 
 def test_labsky_ring_tail_prints_rows_from_another_process(tmp_path):
     path = tmp_path / "ring"
-    writer = RingWriter(path, slot_count=16, slot_size=4096)
+    writer = RingBuffer(path, slot_count=16, slot_size=4096)
     writer.publish(batch(0, rows=2))
     writer.publish(batch(1, rows=2))
     result = subprocess.run(

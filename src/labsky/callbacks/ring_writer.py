@@ -1,0 +1,263 @@
+"""`RingWriter`: a DocumentRouter that turns a run's documents into Arrow batches.
+
+On the RunEngine thread it only copies event values into preallocated numpy
+columns (O(1) per event, O(rows) per event_page) and, every `flush_rows` rows,
+every `flush_seconds`, and before any other document, publishes the columns as
+one record batch. Start, descriptor, stop, stream_resource and stream_datum
+documents go through the same ring as one-row batches, so a reader sees one
+ordered log of the run.
+
+Batch schema metadata says what a batch holds:
+
+- `kind=document`: columns `name` and `doc` (JSON); one row.
+- `kind=events`: `descriptor`, `stream` and `run` uids in the metadata;
+  columns `seq_num`, `time`, `uid`, then `data/<key>` and `timestamps/<key>`
+  for every data key that is not external. Arrays are fixed-size lists with
+  their shape in the field metadata (`shape`, JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from event_model import DocumentRouter
+from event_model.documents import (
+    Event,
+    EventDescriptor,
+    EventPage,
+    RunStart,
+    RunStop,
+    StreamDatum,
+    StreamResource,
+)
+
+from labsky.ring import RingBuffer
+
+_JSON_DTYPES = {"number": np.float64, "integer": np.int64, "boolean": np.bool_}
+
+
+def _column_dtype(key: Mapping[str, Any]) -> np.dtype | None:
+    """The numpy dtype of a data key's column, or None for strings/objects."""
+    if key.get("dtype") == "string" or None in (key.get("shape") or ()):
+        return None  # strings and variable-shape values travel as JSON text
+    if "dtype_numpy" in key and key["dtype_numpy"]:
+        dtype = np.dtype(key["dtype_numpy"])
+        return None if dtype.kind in "OUS" else dtype
+    return np.dtype(_JSON_DTYPES.get(key.get("dtype", "number"), np.float64))
+
+
+class _Columns:
+    """Preallocated columns for one descriptor's events."""
+
+    def __init__(self, descriptor: EventDescriptor, run: str, capacity: int):
+        self.descriptor = descriptor
+        self.capacity = capacity
+        self.keys = [
+            k for k, v in descriptor["data_keys"].items() if not v.get("external")
+        ]
+        self.shapes: dict[str, tuple[int, ...]] = {
+            k: tuple(int(d) for d in descriptor["data_keys"][k].get("shape") or () if d)
+            for k in self.keys
+        }
+        self.dtypes = {k: _column_dtype(descriptor["data_keys"][k]) for k in self.keys}
+        self.metadata = {
+            "kind": "events",
+            "descriptor": descriptor["uid"],
+            "stream": descriptor.get("name", "primary"),
+            "run": run,
+        }
+        self._allocate()
+
+    def _allocate(self) -> None:
+        n = self.capacity
+        self.rows = 0
+        self.seq_num = np.empty(n, np.int64)
+        self.time = np.empty(n, np.float64)
+        self.uid: list[str] = []
+        self.data: dict[str, Any] = {}
+        self.timestamps = {k: np.empty(n, np.float64) for k in self.keys}
+        for key in self.keys:
+            dtype = self.dtypes[key]
+            self.data[key] = (
+                [] if dtype is None else np.empty((n, *self.shapes[key]), dtype)
+            )
+
+    def add(self, doc: Event) -> bool:
+        """Copy one event in; return True when the columns are full."""
+        i = self.rows
+        self.seq_num[i] = doc["seq_num"]
+        self.time[i] = doc["time"]
+        self.uid.append(doc["uid"])
+        data, stamps = doc["data"], doc["timestamps"]
+        for key in self.keys:
+            column = self.data[key]
+            if isinstance(column, list):
+                column.append(data[key])
+            else:
+                column[i] = data[key]
+            self.timestamps[key][i] = stamps[key]
+        self.rows = i + 1
+        return self.rows == self.capacity
+
+    def add_page(self, page: EventPage, start: int, stop: int) -> bool:
+        """Copy rows `start:stop` of an event page in; return True when full."""
+        i, n = self.rows, stop - start
+        self.seq_num[i : i + n] = page["seq_num"][start:stop]
+        self.time[i : i + n] = page["time"][start:stop]
+        self.uid.extend(page["uid"][start:stop])
+        for key in self.keys:
+            column = self.data[key]
+            values = page["data"][key][start:stop]
+            if isinstance(column, list):
+                column.extend(values)
+            else:
+                column[i : i + n] = values
+            self.timestamps[key][i : i + n] = page["timestamps"][key][start:stop]
+        self.rows = i + n
+        return self.rows == self.capacity
+
+    def to_batch(self) -> pa.RecordBatch:
+        """The filled rows as a record batch; the columns start again empty."""
+        n = self.rows
+        arrays = [
+            pa.array(self.seq_num[:n]),
+            pa.array(self.time[:n]),
+            pa.array(self.uid, pa.string()),
+        ]
+        fields = [
+            pa.field("seq_num", pa.int64()),
+            pa.field("time", pa.float64()),
+            pa.field("uid", pa.string()),
+        ]
+        for key in self.keys:
+            array = _arrow_column(self.data[key], n, self.shapes[key])
+            fields.append(
+                pa.field(
+                    f"data/{key}",
+                    array.type,
+                    metadata={"shape": json.dumps(list(self.shapes[key]))},
+                )
+            )
+            arrays.append(array)
+            fields.append(pa.field(f"timestamps/{key}", pa.float64()))
+            arrays.append(pa.array(self.timestamps[key][:n]))
+        schema = pa.schema(fields, metadata=self.metadata)
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        self._allocate()
+        return batch
+
+
+def _arrow_column(column: Any, n: int, shape: tuple[int, ...]) -> pa.Array:
+    if isinstance(column, list):
+        return pa.array(
+            [c if isinstance(c, str) else json.dumps(c) for c in column], pa.string()
+        )
+    values = np.ascontiguousarray(column[:n])
+    if not shape:
+        return pa.array(values)
+    size = int(np.prod(shape))
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), size)
+
+
+def document_batch(name: str, doc: Any) -> pa.RecordBatch:
+    """A one-row batch carrying a whole document as JSON."""
+    schema = pa.schema(
+        [("name", pa.string()), ("doc", pa.string())],
+        metadata={"kind": "document", "name": name},
+    )
+    return pa.RecordBatch.from_arrays(
+        [pa.array([name]), pa.array([json.dumps(doc, default=_json_default)])],
+        schema=schema,
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+class RingWriter(DocumentRouter):
+    """Publish a run's documents into a ring buffer as Arrow batches.
+
+    Args:
+        ring: The ring's writing end.
+        flush_rows: Rows per events batch.
+        flush_seconds: Longest time an event waits in the columns; checked at
+            each event, and at every other document.
+    """
+
+    def __init__(
+        self, ring: RingBuffer, flush_rows: int = 1000, flush_seconds: float = 0.1
+    ):
+        super().__init__()
+        self.ring = ring
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._columns: dict[str, _Columns] = {}
+        self._run = ""
+        self._oldest: float | None = None
+
+    def _publish_document(self, name: str, doc: Any) -> None:
+        self.flush()
+        self.ring.publish(document_batch(name, doc))
+
+    def _flush_one(self, columns: _Columns) -> None:
+        if columns.rows:
+            self.ring.publish(columns.to_batch())
+
+    def flush(self) -> None:
+        """Publish every pending row now."""
+        for columns in self._columns.values():
+            self._flush_one(columns)
+        self._oldest = None
+
+    def _after_rows(self, columns: _Columns, full: bool) -> None:
+        now = time.monotonic()
+        if self._oldest is None:
+            self._oldest = now
+        if full:
+            self._flush_one(columns)
+        if now - self._oldest >= self.flush_seconds:
+            self.flush()
+
+    def start(self, doc: RunStart) -> None:
+        self._run = doc["uid"]
+        self._columns.clear()
+        self._publish_document("start", doc)
+
+    def descriptor(self, doc: EventDescriptor) -> None:
+        self._publish_document("descriptor", doc)
+        self._columns[doc["uid"]] = _Columns(doc, self._run, self.flush_rows)
+
+    def event(self, doc: Event) -> Event:
+        columns = self._columns[doc["descriptor"]]
+        self._after_rows(columns, columns.add(doc))
+        return doc
+
+    def event_page(self, doc: EventPage) -> EventPage:
+        columns = self._columns[doc["descriptor"]]
+        total, done = len(doc["seq_num"]), 0
+        while done < total:
+            take = min(total - done, columns.capacity - columns.rows)
+            full = columns.add_page(doc, done, done + take)
+            done += take
+            self._after_rows(columns, full)
+        return doc
+
+    def stream_resource(self, doc: StreamResource) -> None:
+        self._publish_document("stream_resource", doc)
+
+    def stream_datum(self, doc: StreamDatum) -> None:
+        self._publish_document("stream_datum", doc)
+
+    def stop(self, doc: RunStop) -> None:
+        self._publish_document("stop", doc)
+        self._columns.clear()
