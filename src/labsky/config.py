@@ -155,14 +155,9 @@ def _pydantic_problems(
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
-        # Discriminated unions insert the tag into the location; drop it.
-        data_loc = (
-            tuple(
-                p for i, p in enumerate(loc) if not (i == 2 and loc[:1] == ("devices",))
-            )
-            if len(loc) > 2 and loc[0] == "devices"
-            else loc
-        )
+        # A discriminated union puts the kind's tag in the location
+        # (devices.<name>.<kind>.params...); the file has no such level.
+        data_loc = (*loc[:2], *loc[3:]) if len(loc) > 2 and loc[0] == "devices" else loc
         msg = error["msg"]
         if error["type"] == "union_tag_invalid":
             data_loc = (*data_loc, "kind")

@@ -57,6 +57,7 @@ class Session:
         plans: Plans by name (bluesky's, labsky's and the profile's modules).
         plan_modules: The loaded plan modules with their problems.
         groups: Device names by group (`detectors`, `baseline`, `motors`, ...).
+        mocked: Names of the devices connected in mock mode.
         tiled: The embedded Tiled server, if the profile asked for one.
         runs: The Tiled container runs are written to, if any.
     """
@@ -69,6 +70,7 @@ class Session:
     plans: dict[str, Callable[..., Any]]
     plan_modules: list[PlanModule]
     groups: dict[str, list[str]]
+    mocked: set[str] = field(default_factory=set)
     tiled: LocalTiled | None = None
     runs: Any = None
     _tokens: list[int] = field(default_factory=list)
@@ -128,14 +130,7 @@ class Session:
         """A few lines saying what is connected, what failed and where data goes."""
         lines = [f"labsky session '{self.profile.name}' -- data in {self.data_dir}"]
         working = ", ".join(
-            n
-            + (
-                " (mock)"
-                if self.declarations[n].mock
-                or (self.declarations[n].mock is None and self.profile.mock)
-                else ""
-            )
-            for n in self.devices
+            n + (" (mock)" if n in self.mocked else "") for n in self.devices
         )
         lines.append(f"  devices: {working or 'none'}")
         for error in self.device_errors.values():
@@ -298,6 +293,7 @@ def start(
         plans=plans,
         plan_modules=modules,
         groups=_groups(decls),
+        mocked=built.mocked,
     )
     baseline = session.group("baseline")
     if baseline:
