@@ -289,12 +289,7 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
         ConfigError: Listing every problem found, each with file and line.
     """
     path = Path(path)
-    try:
-        source = load_yaml(path)
-    except YamlSyntaxError as exc:
-        raise ConfigError(
-            path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]
-        ) from None
+    source = _load_source(path)
     if not isinstance(source.data, dict):
         raise ConfigError(
             path, [(1, "expected a mapping with a top-level `devices:` key")]
@@ -322,11 +317,12 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
     return decls
 
 
-def _line_from(exc: YamlSyntaxError) -> int:
+def _load_source(path: Path) -> YamlSource:
+    """Parse a declaration file, turning YAML syntax errors into a ConfigError."""
     try:
-        return int(str(exc).split(":")[1])
-    except (IndexError, ValueError):
-        return 1
+        return load_yaml(path)
+    except YamlSyntaxError as exc:
+        raise ConfigError(path, [(exc.line, f"invalid YAML: {exc.problem}")]) from None
 
 
 class TiledConfig(BaseModel):
@@ -453,12 +449,7 @@ def load_profile(path: str | Path) -> Profile:
         path = path / "profile.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no profile at {path}: expected a profile.yaml file")
-    try:
-        source = load_yaml(path)
-    except YamlSyntaxError as exc:
-        raise ConfigError(
-            path, [(_line_from(exc), str(exc).split(": ", 2)[-1])]
-        ) from None
+    source = _load_source(path)
     data = source.data or {}
     if not isinstance(data, dict):
         raise ConfigError(path, [(1, "expected a mapping of profile settings")])

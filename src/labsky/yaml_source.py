@@ -43,7 +43,19 @@ class YamlSource:
 
 
 class YamlSyntaxError(ValueError):
-    """A YAML file could not be parsed; the message names the file and line."""
+    """A YAML file could not be parsed; the message names the file and line.
+
+    Attributes:
+        path: The file.
+        line: 1-based line of the problem.
+        problem: What is wrong, without the location.
+    """
+
+    def __init__(self, path: Path, line: int, problem: str):
+        super().__init__(f"{path}:{line}: invalid YAML: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
 
 
 class _Loader(yaml.SafeLoader):
@@ -92,14 +104,18 @@ def load_yaml(path: str | Path) -> YamlSource:
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        # Parse once: the node tree gives the lines, the same tree the data.
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or str(exc)
-        raise YamlSyntaxError(f"{path}:{line}: invalid YAML: {problem}") from None
+        raise YamlSyntaxError(path, line, problem) from None
+    finally:
+        loader.dispose()
     lines: dict[Loc, int] = {}
     if node is not None:
         _record_lines(node, (), lines)

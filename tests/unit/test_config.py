@@ -194,3 +194,10 @@ def test_devices_schema_describes_each_kind():
         if "kind" in d.get("properties", {})
     }
     assert {"sim_stage", "sim_point_detector", "sim_blob_detector"} <= kinds
+
+
+def test_yaml_syntax_error_becomes_a_config_error_with_its_line(tmp_path):
+    path = write(tmp_path, "devices:\n  m:\n    kind: [unclosed\n")
+    text, problems = errors_of(path)
+    assert problems[0][0] == 4
+    assert text.startswith(f"{path}:4: invalid YAML: expected ','")

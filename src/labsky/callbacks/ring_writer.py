@@ -55,7 +55,6 @@ class _Columns:
     """Preallocated columns for one descriptor's events."""
 
     def __init__(self, descriptor: EventDescriptor, run: str, capacity: int):
-        self.descriptor = descriptor
         self.capacity = capacity
         self.keys = [
             k for k, v in descriptor["data_keys"].items() if not v.get("external")
