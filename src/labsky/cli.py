@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -204,33 +202,69 @@ def serve(
     data_dir: Annotated[
         Path, typer.Option(help="Data directory of a profile or demo.")
     ],
-    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; beyond loopback needs --api-key.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            help="SQL catalog URI, e.g. postgresql://user@db/labsky "
+            "(default: the SQLite catalog in the data directory)."
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(help="API key (default: the one stored with the data)."),
+        typer.Option(
+            envvar="LABSKY_TILED_API_KEY",
+            help="API key (default on loopback: the one stored with the data).",
+        ),
     ] = None,
 ) -> None:
-    """Serve a data directory's run catalog with Tiled on 127.0.0.1."""
-    from labsky.tiled_service import LocalTiled
+    """Serve a data directory's runs with Tiled (`tiled serve catalog`)."""
+    from labsky.tiled_service import serve_command
+
+    try:
+        args = serve_command(data_dir, host, port, catalog, api_key)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    shown = host if ":" not in host else f"[{host}]"
+    typer.echo(f"Tiled serving {data_dir.resolve()} at http://{shown}:{port}")
+    typer.echo(f"api key: {args[-1]}   (Ctrl-C to stop)")
+    sys.stdout.flush()
+    os.execvp(sys.executable, [sys.executable, "-m", "tiled", *args])
+
+
+@app.command()
+def recover(
+    profile: ProfileArg,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Override the profile's data directory.")
+    ] = None,
+    tiled: Annotated[
+        bool, typer.Option(help="Register the recovered runs in the catalog.")
+    ] = True,
+) -> None:
+    """Finish runs a crashed session left open: drain its ring into HDF5."""
+    from labsky.config import ConfigError, load_profile
+    from labsky.pipeline import recover_profile
+    from labsky.storage import RingInUseError
 
     _logging()
-    data_dir = data_dir.resolve()
-    server = LocalTiled(
-        data_dir / "tiled",
-        readable_storage=[data_dir / "detectors"],
-        api_key=api_key,
-        port=port,
-    )
-    typer.echo(f"Tiled serving {data_dir} at {server.url} (api key {server.api_key})")
-    typer.echo("Ctrl-C to stop.")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+        prof = load_profile(find_profile(profile))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if data_dir is not None:
+        prof = prof.model_copy(update={"data_dir": data_dir.resolve()}).located(
+            prof.directory
+        )
+    try:
+        report = recover_profile(prof, tiled=tiled)
+    except RingInUseError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(str(report))
 
 
 @app.command()

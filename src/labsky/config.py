@@ -350,12 +350,31 @@ class RingConfig(BaseModel):
         directory: Where the memory-mapped ring file lives; `/dev/shm` is
             fastest, a disk path survives a power cut.
         size_mb: Size of the ring in MiB.
+        slot_kb: Size of one slot in KiB: the largest Arrow batch (one
+            document, or up to 1000 event rows) must fit in it.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     directory: Path = Path("/dev/shm")
     size_mb: int = Field(default=64, ge=1, le=65536)
+    slot_kb: int = Field(default=1024, ge=4, le=1048576)
+
+
+class StorageConfig(BaseModel):
+    """How the HDF5 sink writes run files.
+
+    Attributes:
+        flush_seconds: Longest time written rows wait before the run file is
+            flushed (then readers, Tiled among them, see them).
+        block_rows: Rows gathered per stream before they are written as one
+            block (a flush writes whatever is gathered).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    flush_seconds: float = Field(default=0.25, gt=0, le=60)
+    block_rows: int = Field(default=8192, ge=1)
 
 
 class Profile(BaseModel):
@@ -375,6 +394,7 @@ class Profile(BaseModel):
         metadata: Metadata added to every run's start document.
         tiled: Where runs are catalogued.
         ring: The ring buffer settings.
+        storage: The HDF5 sink settings.
         connect_timeout: Seconds to wait for each device to connect.
     """
 
@@ -389,6 +409,7 @@ class Profile(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     tiled: TiledConfig = Field(default_factory=lambda: TiledConfig())
     ring: RingConfig = Field(default_factory=lambda: RingConfig())
+    storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
     connect_timeout: float = Field(10.0, gt=0)
     _directory: Path = PrivateAttr(default_factory=Path.cwd)
 

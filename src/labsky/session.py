@@ -32,6 +32,7 @@ from labsky.config import (
 )
 from labsky.device_manager import BuildResult, DeviceError, build_and_connect
 from labsky.metadata import PersistentMetadata
+from labsky.pipeline import DataPipeline, ring_path
 from labsky.plan_arguments import bind_plan_arguments
 from labsky.plan_loader import PlanModule, load_plan_module
 from labsky.plans import BLUESKY_PLANS, LABSKY_PLANS
@@ -60,6 +61,7 @@ class Session:
         mocked: Names of the devices connected in mock mode.
         tiled: The embedded Tiled server, if the profile asked for one.
         runs: The Tiled container runs are written to, if any.
+        pipeline: Ring buffer, HDF5 sink and Tiled registrar of the runs.
     """
 
     profile: Profile
@@ -73,12 +75,23 @@ class Session:
     mocked: set[str] = field(default_factory=set)
     tiled: LocalTiled | None = None
     runs: Any = None
+    pipeline: DataPipeline | None = None
     _tokens: list[int] = field(default_factory=list)
 
     @property
     def data_dir(self) -> Path:
         """Where this session's data lives."""
         return self.profile.data_path
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where the run files are written."""
+        return self.data_dir / "runs"
+
+    def sync(self, timeout: float = 30.0) -> None:
+        """Wait until every run so far is in its HDF5 file and in Tiled."""
+        if self.pipeline is not None:
+            self.pipeline.wait(timeout)
 
     def group(self, name: str) -> list[Any]:
         """Return the working devices of a group, in declaration order."""
@@ -101,9 +114,14 @@ class Session:
         return self.execute(self.plan(name, *args, **kwargs))
 
     def execute(self, plan: Any) -> RunEngineResult:
-        """Run a plan generator on the RunEngine and return its result."""
+        """Run a plan generator and return when its data is stored.
+
+        The result comes back once the run's HDF5 file is complete and the
+        catalog shows it (`sync`), so the next line can read it back.
+        """
         result = self.run_engine(plan)
         assert isinstance(result, RunEngineResult)
+        self.sync()
         return result
 
     def namespace(self) -> dict[str, Any]:
@@ -151,6 +169,9 @@ class Session:
         self._tokens.clear()
         if run_engine.state not in ("idle", "panicked"):
             run_engine.halt()
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
         if self.tiled is not None:
             self.tiled.close()
             self.tiled = None
@@ -222,13 +243,13 @@ def _load_plans(
 
 
 def _connect_tiled(
-    profile: Profile, data_dir: Path, detector_dir: Path
+    profile: Profile, data_dir: Path, readable: list[Path]
 ) -> tuple[LocalTiled | None, Any]:
     uri = profile.tiled.uri
     if uri is None:
         return None, None
     if uri == "embedded":
-        server = LocalTiled(data_dir / "tiled", readable_storage=[detector_dir])
+        server = LocalTiled(data_dir / "tiled", readable_storage=readable)
         return server, runs_container(server.client(), profile.tiled.container)
     return None, runs_container(remote_client(profile.tiled), profile.tiled.container)
 
@@ -299,21 +320,24 @@ def start(
     if baseline:
         run_engine.preprocessors.append(SupplementalData(baseline=baseline))
     session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
-    if tiled:
-        try:
+    try:
+        if tiled:
             session.tiled, session.runs = _connect_tiled(
-                profile, data_dir, detector_dir
+                profile, data_dir, [detector_dir, session.runs_dir]
             )
-        except Exception:
-            session.close()
-            raise
-        if session.runs is not None:
-            from bluesky_tiled_plugins import TiledWriter
-
-            writer = TiledWriter(
-                session.runs, backup_directory=str(data_dir / "tiled-backup")
-            )
-            session._tokens.append(run_engine.subscribe(writer))
+        session.pipeline = DataPipeline.open(
+            ring_path(profile.ring, profile.name, data_dir),
+            session.runs_dir,
+            ring=profile.ring,
+            storage=profile.storage,
+            runs=session.runs,
+        )
+    except Exception:
+        session.close()
+        raise
+    session._tokens.append(run_engine.subscribe(session.pipeline.writer))
+    if session.pipeline.recovered.runs:
+        logger.warning("%s", session.pipeline.recovered)
     logger.info("%s", session.summary())
     return session
 

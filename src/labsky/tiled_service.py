@@ -71,6 +71,19 @@ class LocalTiled:
         ).start()
         logger.info("Tiled server at %s (catalog in %s)", self.url, directory)
 
+    @classmethod
+    def for_data_dir(
+        cls, data_dir: Path, api_key: str | None = None, port: int = 0
+    ) -> LocalTiled:
+        """Serve the catalog of a session's data directory (runs and detectors)."""
+        data_dir = data_dir.resolve()
+        return cls(
+            data_dir / "tiled",
+            readable_storage=[data_dir / "runs", data_dir / "detectors"],
+            api_key=api_key,
+            port=port,
+        )
+
     def _close_when_main_thread_ends(self) -> None:
         threading.main_thread().join()
         self.close()
@@ -86,6 +99,66 @@ class LocalTiled:
         if not self._closed.is_set():
             self._closed.set()
             self._server.close()
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def serve_command(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    catalog: str | None = None,
+    api_key: str | None = None,
+) -> list[str]:
+    """The `tiled serve catalog` command serving a data directory.
+
+    The catalog is the data directory's SQLite database unless `catalog`
+    names another (a `postgresql://` URI when a lab outgrows one machine).
+    The run files and detector files are readable storage, so the HDF5 bytes
+    are served where they are.
+
+    Args:
+        data_dir: The session's data directory.
+        host: Interface to bind; anything but loopback needs `api_key`.
+        port: TCP port.
+        catalog: SQL catalog URI (default: `DATA/tiled/catalog.db`).
+        api_key: The single-user API key (default: the stored one).
+
+    Raises:
+        ValueError: When binding beyond loopback without an explicit key.
+    """
+    data_dir = data_dir.resolve()
+    tiled_dir = data_dir / "tiled"
+    if host not in LOOPBACK_HOSTS and not api_key:
+        raise ValueError(
+            f"serving on {host} exposes the catalog beyond this machine: pass "
+            "--api-key KEY (a long random string) so that only clients with it "
+            "can read"
+        )
+    tiled_dir.mkdir(parents=True, exist_ok=True)
+    (tiled_dir / "data").mkdir(exist_ok=True)
+    key = api_key or _stored_key(tiled_dir / "api_key")
+    return [
+        "serve",
+        "catalog",
+        catalog or str(tiled_dir / "catalog.db"),
+        "--init",
+        "-w",
+        str(tiled_dir / "data"),
+        "-w",
+        f"duckdb:///{tiled_dir / 'storage.duckdb'}",
+        "-r",
+        str(data_dir / "runs"),
+        "-r",
+        str(data_dir / "detectors"),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--api-key",
+        key,
+    ]
 
 
 def _stored_key(path: Path) -> str:

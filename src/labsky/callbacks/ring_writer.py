@@ -41,7 +41,7 @@ from labsky.ring import RingBuffer
 _JSON_DTYPES = {"number": np.float64, "integer": np.int64, "boolean": np.bool_}
 
 
-def _column_dtype(key: Mapping[str, Any]) -> np.dtype | None:
+def column_dtype(key: Mapping[str, Any]) -> np.dtype | None:
     """The numpy dtype of a data key's column, or None for strings/objects."""
     if key.get("dtype") == "string" or None in (key.get("shape") or ()):
         return None  # strings and variable-shape values travel as JSON text
@@ -54,8 +54,9 @@ def _column_dtype(key: Mapping[str, Any]) -> np.dtype | None:
 class _Columns:
     """Preallocated columns for one descriptor's events."""
 
-    def __init__(self, descriptor: EventDescriptor, run: str, capacity: int):
-        self.capacity = capacity
+    def __init__(
+        self, descriptor: EventDescriptor, run: str, capacity: int, max_bytes: int
+    ):
         self.keys = [
             k for k, v in descriptor["data_keys"].items() if not v.get("external")
         ]
@@ -63,7 +64,13 @@ class _Columns:
             k: tuple(int(d) for d in descriptor["data_keys"][k].get("shape") or () if d)
             for k in self.keys
         }
-        self.dtypes = {k: _column_dtype(descriptor["data_keys"][k]) for k in self.keys}
+        self.dtypes = {k: column_dtype(descriptor["data_keys"][k]) for k in self.keys}
+        row_bytes = 64 + sum(
+            8 + (64 if dtype is None else dtype.itemsize * int(np.prod(self.shapes[k])))
+            for k, dtype in self.dtypes.items()
+        )
+        # As many rows as fit a ring slot, so big arrays travel in small batches.
+        self.capacity = max(1, min(capacity, max_bytes // row_bytes))
         self.metadata = {
             "kind": "events",
             "descriptor": descriptor["uid"],
@@ -234,7 +241,9 @@ class RingWriter(DocumentRouter):
 
     def descriptor(self, doc: EventDescriptor) -> None:
         self._publish_document("descriptor", doc)
-        self._columns[doc["uid"]] = _Columns(doc, self._run, self.flush_rows)
+        self._columns[doc["uid"]] = _Columns(
+            doc, self._run, self.flush_rows, max_bytes=(self.ring.slot_size * 7) // 8
+        )
 
     def event(self, doc: Event) -> Event:
         columns = self._columns[doc["descriptor"]]

@@ -147,7 +147,8 @@ def _plot(x: Any, y: Any, signal: str, start: dict[str, Any], path: Path) -> Pat
 
 def _how_to_query(result: DemoResult) -> str:
     return f"""
-Done. The runs are catalogued in {result.data_dir / "tiled"}.
+Done. Each run is one HDF5 file in {result.data_dir / "runs"},
+catalogued by Tiled in {result.data_dir / "tiled"}.
 Serve the catalog again (same API key) with:
 
     labsky serve --data-dir {result.data_dir}

@@ -52,8 +52,12 @@ class RingReader:
         path: The ring file.
         start: First sequence number wanted: `None` starts at the oldest batch
             still in the ring, `"latest"` at the next one to be written.
-        durable_cursor: Index of a cursor registered with the writer; the reader
-            advances it as it consumes, and is never overrun.
+        durable_cursor: Index of a cursor registered with the writer; the
+            reader is never overrun.
+        auto_commit: Advance the durable cursor as batches are read (the
+            default). A reader that must not lose batches it has read but not
+            yet stored (the HDF5 sink) passes False and calls `commit` once
+            they are safe; after a crash, reading starts again there.
     """
 
     def __init__(
@@ -61,8 +65,10 @@ class RingReader:
         path: str | Path,
         start: int | str | None = None,
         durable_cursor: int | None = None,
+        auto_commit: bool = True,
     ):
         self.path = Path(path)
+        self._auto_commit = auto_commit
         fd = os.open(
             self.path, os.O_RDWR if durable_cursor is not None else os.O_RDONLY
         )
@@ -139,8 +145,21 @@ class RingReader:
 
     def _advance(self, seq: int) -> None:
         self._seq = seq
+        if self._auto_commit:
+            self.commit(seq)
+
+    def commit(self, seq: int | None = None) -> None:
+        """Tell the writer every batch before `seq` (default: all read) is safe."""
         if self._cursor is not None:
-            _U64.pack_into(self._map, cursor_offset(self._cursor), seq)
+            value = self._seq if seq is None else seq
+            _U64.pack_into(self._map, cursor_offset(self._cursor), value)
+
+    @property
+    def committed(self) -> int | None:
+        """The durable cursor's value: the first batch not yet committed."""
+        if self._cursor is None:
+            return None
+        return _U64.unpack_from(self._map, cursor_offset(self._cursor))[0]
 
     def close(self) -> None:
         """Unmap the file."""

@@ -1,0 +1,145 @@
+"""kill -9 of a session in the middle of a scan, then `labsky recover`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+from tiled.queries import Key
+
+from labsky.config import load_profile
+from labsky.pipeline import ring_path
+from labsky.ring import RingReader
+from labsky.ring.layout import CURSORS_OFFSET
+from labsky.tiled_service import LocalTiled, runs_container
+
+from ..conftest import REPO
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import bluesky.plans as bp
+    from labsky.session import start
+
+    session = start(sys.argv[1], progress=False)
+    print("started", flush=True)
+    session.run_engine(bp.count([session.devices["stage"]], num=1000000, md={"sample": "crash"}))
+    """
+)
+
+
+def write_profile(tmp_path):
+    profile = tmp_path / "crashlab"
+    profile.mkdir()
+    (profile / "profile.yaml").write_text(
+        textwrap.dedent(
+            f"""
+            devices: [{REPO / "devices" / "sim.yaml"}]
+            data_dir: {tmp_path / "data"}
+            mock: true
+            ring: {{directory: {tmp_path / "ring"}, size_mb: 64, slot_kb: 256}}
+            storage: {{flush_seconds: 30}}
+            """
+        )
+    )
+    return profile
+
+
+def committed_cursor(path):
+    """The HDF5 sink's cursor, read from the ring header (cursor 0)."""
+    with path.open("rb") as f:
+        f.seek(CURSORS_OFFSET)
+        return int.from_bytes(f.read(8), "little")
+
+
+def events_in_ring(path, start):
+    reader = RingReader(path, start=start)
+    rows = {}
+    for item in reader.read_available():
+        meta = item.batch.schema.metadata
+        if meta[b"kind"] == b"events" and meta[b"stream"] == b"primary":
+            for seq, value in zip(
+                item.batch.column("seq_num").to_pylist(),
+                item.batch.column("time").to_pylist(),
+                strict=True,
+            ):
+                rows[seq] = value
+    reader.close()
+    return rows
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path):
+    profile_dir = write_profile(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(profile_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().strip() == "started", process.stderr.read()
+    runs_dir = tmp_path / "data" / "runs"
+    # let the scan run: files flushed on a 30 s bound means most rows are only in the ring
+    deadline = time.monotonic() + 60
+    profile = load_profile(profile_dir)
+    path = ring_path(profile.ring, profile.name, profile.data_path)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if path.exists() and len(events_in_ring(path, committed_cursor(path))) > 500:
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    # What was published before the kill: the ring from the sink's cursor on.
+    published = events_in_ring(path, committed_cursor(path))
+    assert len(published) > 500
+    [run_file] = runs_dir.rglob("*.h5")
+    with h5py.File(run_file, "r", swmr=True) as f:
+        on_disk_before = f["primary/seq_num"].shape[0]
+    assert on_disk_before < max(published)  # the kill really left rows behind
+
+    result = subprocess.run(
+        [sys.executable, "-m", "labsky", "recover", str(profile_dir)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "closed 1 runs" in result.stdout
+
+    with h5py.File(run_file, "r") as f:  # a clean file: opens without SWMR
+        seq = f["primary/seq_num"][:]
+        times = f["primary/time"][:]
+        stop = json.loads(f.attrs["stop"])
+        assert f["primary/data/stage-x"].shape == seq.shape
+    last = max(published)
+    np.testing.assert_array_equal(seq, np.arange(1, last + 1))
+    recovered = dict(zip(seq.tolist(), times.tolist(), strict=True))
+    assert all(recovered[s] == t for s, t in published.items())
+    assert stop["exit_status"] == "fail" and "recovered" in stop["reason"]
+    assert stop["num_events"] == {"primary": last, "baseline": 1}
+
+    # The catalog shows the recovered run with its stop document and every row.
+    server = LocalTiled.for_data_dir(tmp_path / "data")
+    try:
+        runs = runs_container(server.client(), "raw")
+        (run,) = runs.search(Key("start.sample") == "crash").values()
+        assert run.metadata["stop"]["exit_status"] == "fail"
+        assert run["primary"]["stage-x"].shape == (last,)
+    finally:
+        server.close()
+
+    # A second recovery finds nothing to do.
+    again = subprocess.run(
+        [sys.executable, "-m", "labsky", "recover", str(profile_dir), "--no-tiled"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.stdout.strip() == "nothing to recover", again.stdout + again.stderr
