@@ -123,7 +123,7 @@ def recover_profile(profile: Profile, tiled: bool = True) -> RecoveryReport:
     registrar = None
     try:
         if uri == "embedded":
-            server = LocalTiled.for_data_dir(data_dir)
+            server = LocalTiled(data_dir)
             client = server.client()
             registrar = TiledRegistrar(runs_container(client, profile.tiled.container))
         elif uri is not None:

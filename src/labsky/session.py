@@ -242,14 +242,12 @@ def _load_plans(
     return plans, modules
 
 
-def _connect_tiled(
-    profile: Profile, data_dir: Path, readable: list[Path]
-) -> tuple[LocalTiled | None, Any]:
+def _connect_tiled(profile: Profile, data_dir: Path) -> tuple[LocalTiled | None, Any]:
     uri = profile.tiled.uri
     if uri is None:
         return None, None
     if uri == "embedded":
-        server = LocalTiled(data_dir / "tiled", readable_storage=readable)
+        server = LocalTiled(data_dir)
         return server, runs_container(server.client(), profile.tiled.container)
     return None, runs_container(remote_client(profile.tiled), profile.tiled.container)
 
@@ -322,9 +320,7 @@ def start(
     session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
     try:
         if tiled:
-            session.tiled, session.runs = _connect_tiled(
-                profile, data_dir, [detector_dir, session.runs_dir]
-            )
+            session.tiled, session.runs = _connect_tiled(profile, data_dir)
         session.pipeline = DataPipeline.open(
             ring_path(profile.ring, profile.name, data_dir),
             session.runs_dir,

@@ -1,18 +1,26 @@
 """The Tiled catalog runs are registered in.
 
-`LocalTiled` runs a Tiled server in this process on loopback, with a SQLite
-catalog and DuckDB tables kept in a directory so runs persist across sessions
-(tiled's own `SimpleTiledServer`). `runs_container` returns the container that
-holds runs, created with the `CatalogOfBlueskyRuns` spec so bluesky-tiled-plugins
-queries (`TimeRange`, `ScanID`) and `c[-1]` work on it.
+`LocalTiled` runs `tiled serve catalog` on loopback in a child process, with a
+SQLite catalog and DuckDB tables kept in the data directory so runs persist
+across sessions; `serve_command` builds its arguments (also for
+`labsky serve`, which may bind elsewhere or use PostgreSQL). `runs_container`
+returns the container that holds runs, created with the `CatalogOfBlueskyRuns`
+spec so bluesky-tiled-plugins queries (`TimeRange`, `ScanID`) and `c[-1]` work on it.
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import logging
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,68 +33,75 @@ RUNS_SPEC_VERSION = "3.0"
 
 
 class LocalTiled:
-    """A Tiled server on 127.0.0.1 in a background thread of this process.
+    """A Tiled server on 127.0.0.1 serving a data directory, in a child process.
+
+    It is `tiled serve catalog` with the arguments of `serve_command`: the
+    SQLite catalog and DuckDB tables in `DATA/tiled`, the run and detector
+    files as readable storage. It runs in its own process because HDF5 does
+    not let one process hold a file open for SWMR writing (the HDF5 sink)
+    and for reading (the server) at once; it also keeps the server's work
+    off the RunEngine's interpreter. The child is told to die with its
+    parent, so a killed session leaves no server behind.
 
     Args:
-        directory: Holds `catalog.db` (SQLite), `storage.duckdb` and `data/`.
-        readable_storage: Directories of externally written files (detector
-            HDF5) that the server may read.
-        api_key: The single-user key. When omitted, the key stored in
-            `directory/api_key` is used, or a random one is made and stored
-            there (readable by the owner only), so clients keep working
-            across restarts.
+        data_dir: The session's data directory.
+        api_key: The single-user key; default: the one stored in
+            `DATA/tiled/api_key` (made on first use, owner-readable only), so
+            clients keep working across restarts.
         port: TCP port; 0 picks a free one.
+        timeout: Seconds to wait for the server to answer.
     """
 
     def __init__(
         self,
-        directory: Path,
-        readable_storage: list[Path] | None = None,
+        data_dir: Path,
         api_key: str | None = None,
         port: int = 0,
+        timeout: float = 60.0,
     ):
-        from tiled.server import SimpleTiledServer
-
-        directory.mkdir(parents=True, exist_ok=True)
-        for path in readable_storage or []:
-            path.mkdir(parents=True, exist_ok=True)
-        self.api_key = api_key or _stored_key(directory / "api_key")
-        self._server = SimpleTiledServer(
-            directory=directory,
-            api_key=self.api_key,
-            port=port,
-            readable_storage=[str(p) for p in readable_storage or []],
-        )
-        self.directory = directory
-        self.port: int = int(self._server.port or port)
+        self.data_dir = data_dir.resolve()
+        self.port = port or _free_port()
+        args = serve_command(self.data_dir, port=self.port, api_key=api_key)
+        self.api_key = args[-1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._closed = threading.Event()
-        # The server runs in a non-daemon thread, which Python joins before any
-        # atexit handler runs: stop it as soon as the main thread finishes, so a
-        # session left open (an IPython prompt being quit) never hangs the exit.
-        threading.Thread(
-            target=self._close_when_main_thread_ends,
-            name="labsky-tiled-reaper",
-            daemon=True,
-        ).start()
-        logger.info("Tiled server at %s (catalog in %s)", self.url, directory)
-
-    @classmethod
-    def for_data_dir(
-        cls, data_dir: Path, api_key: str | None = None, port: int = 0
-    ) -> LocalTiled:
-        """Serve the catalog of a session's data directory (runs and detectors)."""
-        data_dir = data_dir.resolve()
-        return cls(
-            data_dir / "tiled",
-            readable_storage=[data_dir / "runs", data_dir / "detectors"],
-            api_key=api_key,
-            port=port,
+        log = (self.data_dir / "tiled" / "server.log").open("ab")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tiled", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
+        log.close()
+        atexit.register(self.close)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.close()
+            raise
+        logger.info("Tiled server at %s (catalog in %s)", self.url, self.data_dir)
 
-    def _close_when_main_thread_ends(self) -> None:
-        threading.main_thread().join()
-        self.close()
+    def _wait_ready(self, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False) as client:
+            while True:
+                if self._process.poll() is not None:
+                    raise RuntimeError(
+                        f"the Tiled server exited with code {self._process.returncode};"
+                        f" see {self.data_dir / 'tiled' / 'server.log'}"
+                    )
+                try:
+                    if client.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the Tiled server at {self.url} did not answer in {timeout} s"
+                    )
+                threading.Event().wait(0.1)
 
     def client(self) -> Any:
         """Return a Tiled client of the server's root."""
@@ -95,10 +110,29 @@ class LocalTiled:
         return from_uri(self.url, api_key=self.api_key)
 
     def close(self) -> None:
-        """Stop the server (once; later calls do nothing)."""
-        if not self._closed.is_set():
-            self._closed.set()
-            self._server.close()
+        """Stop the server (later calls do nothing)."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies (Linux), else nothing."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -136,8 +170,8 @@ def serve_command(
             "--api-key KEY (a long random string) so that only clients with it "
             "can read"
         )
-    tiled_dir.mkdir(parents=True, exist_ok=True)
-    (tiled_dir / "data").mkdir(exist_ok=True)
+    for directory in (tiled_dir / "data", data_dir / "runs", data_dir / "detectors"):
+        directory.mkdir(parents=True, exist_ok=True)
     key = api_key or _stored_key(tiled_dir / "api_key")
     return [
         "serve",

@@ -78,7 +78,7 @@ def test_run_a_plan_and_find_it_in_tiled(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "angle_scan: success" in result.stdout
-    server = LocalTiled.for_data_dir(tmp_path / "sim")
+    server = LocalTiled(tmp_path / "sim")
     try:
         runs = runs_container(server.client(), "raw")
         (run,) = runs.search(Key("start.sample") == "quartz").values()
@@ -97,7 +97,7 @@ def test_demo_end_to_end(tmp_path):
     assert (tmp_path / "demo-scan.png").read_bytes()[:4] == b"\x89PNG"
 
     # Serve the catalog the demo left behind, as the printed instructions say.
-    server = LocalTiled.for_data_dir(tmp_path)
+    server = LocalTiled(tmp_path)
     try:
         runs = runs_container(server.client(), "raw")
         scans = runs.search(Key("start.plan_name") == "scan")

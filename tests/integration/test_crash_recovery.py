@@ -126,7 +126,7 @@ def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path):
     assert stop["num_events"] == {"primary": last, "baseline": 1}
 
     # The catalog shows the recovered run with its stop document and every row.
-    server = LocalTiled.for_data_dir(tmp_path / "data")
+    server = LocalTiled(tmp_path / "data")
     try:
         runs = runs_container(server.client(), "raw")
         (run,) = runs.search(Key("start.sample") == "crash").values()

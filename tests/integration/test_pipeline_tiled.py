@@ -1,0 +1,165 @@
+"""Runs reach HDF5 and Tiled while they go on; `labsky serve` serves them again."""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import h5py
+import httpx
+import numpy as np
+import pytest
+from bluesky_tiled_plugins.queries import TimeRange
+from tiled.client import from_uri
+from tiled.queries import FullText, Key
+
+from labsky.tiled_service import runs_container
+
+from ..conftest import REPO
+
+SIM = REPO / "profiles" / "sim"
+
+
+def slow_scan(det, motor, points, pause):
+    """Read `points` positions, then wait inside the run before closing it."""
+
+    @bpp.run_decorator(md={"sample": "live-Si", "purpose": "watch it grow"})
+    def inner():
+        for i in range(points):
+            yield from bps.mv(motor, i)
+            yield from bps.trigger_and_read([det, motor])
+        yield from bps.sleep(pause)
+
+    return (yield from inner())
+
+
+def test_a_run_is_visible_in_tiled_while_it_runs(labsky_session):
+    session = labsky_session(SIM)
+    url, key = session.tiled.url, session.tiled.api_key
+    seen = []
+    done = threading.Event()
+
+    def watch():
+        runs = runs_container(from_uri(url, api_key=key), "raw")
+        while not done.is_set():
+            found = runs.search(Key("start.sample") == "live-Si")
+            for run in found.values():
+                if "primary" in run and "stage-x" in run["primary"]:
+                    values = run["primary"]["stage-x"].read()
+                    seen.append(
+                        (
+                            values.tolist(),
+                            "stop" in run.metadata and run.metadata["stop"] is not None,
+                        )
+                    )
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        session.execute(
+            slow_scan(session.devices["pdet"], session.devices["stage"].x, 5, 3.0)
+        )
+    finally:
+        done.set()
+        watcher.join()
+    during = [values for values, stopped in seen if not stopped]
+    assert [0.0, 1.0, 2.0, 3.0, 4.0] in during, seen[:5]
+
+    (run,) = session.runs.search(Key("start.sample") == "live-Si").values()
+    assert run.metadata["stop"]["exit_status"] == "success"
+    path = next(session.runs_dir.rglob(f"*{run.start['uid'][:8]}.h5"))
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(
+            f["primary/data/stage-x"][:], run["primary"]["stage-x"].read()
+        )
+        np.testing.assert_array_equal(
+            f["primary/time"][:], run["primary"]["time"].read()
+        )
+    # the standard queries work on the catalog
+    assert run.start["uid"] in session.runs.search(FullText("grow"))
+    now = time.time()
+    assert run.start["uid"] in session.runs.search(
+        TimeRange(since=now - 600, until=now + 1)
+    )
+    assert run.start["uid"] not in session.runs.search(TimeRange(until=now - 600))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_labsky_serve_serves_the_runs_a_session_wrote(labsky_session, tmp_path):
+    session = labsky_session(SIM, data_dir=tmp_path / "data")
+    result = session.run("scan", ["pdet"], "stage.x", 0, 1, 6, md={"sample": "served"})
+    uid = result.run_start_uids[0]
+    session.close()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labsky",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        header = server.stdout.readline() + server.stdout.readline()
+        key = header.split("api key: ")[1].split()[0]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client = from_uri(f"http://127.0.0.1:{port}", api_key=key)
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        run = client["raw"].search(Key("start.sample") == "served")[uid]
+        np.testing.assert_allclose(
+            run["primary"]["stage-x"].read(), np.linspace(0, 1, 6)
+        )
+        with pytest.raises(httpx.HTTPStatusError, match="401"):
+            from_uri(f"http://127.0.0.1:{port}", api_key="wrong")["raw"][uid][
+                "primary"
+            ]["stage-x"].read()
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def test_serving_beyond_loopback_needs_an_api_key(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labsky",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            k: v
+            for k, v in __import__("os").environ.items()
+            if k != "LABSKY_TILED_API_KEY"
+        },
+    )
+    assert result.returncode == 2
+    assert "pass --api-key" in result.stderr
