@@ -99,6 +99,7 @@ class DataPipeline:
 
     def close(self) -> None:
         """Drain and stop; remove the ring file when nothing is left in it."""
+        self.writer.close()
         self.sink.close()
         if self.registrar is not None:
             self.registrar.close()

@@ -11,6 +11,7 @@ catalog); and install the baseline. The IPython profile, the notebooks, the
 
 from __future__ import annotations
 
+import atexit
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,7 +163,10 @@ class Session:
         return "\n".join(lines)
 
     def close(self) -> None:
-        """Unsubscribe callbacks, stop the embedded Tiled server and the RE loop."""
+        """Store what is pending, stop the catalog server and the RE loop.
+
+        Safe to call more than once (it also runs at interpreter exit).
+        """
         run_engine = self.run_engine
         for token in self._tokens:
             run_engine.unsubscribe(token)
@@ -332,6 +336,7 @@ def start(
         session.close()
         raise
     session._tokens.append(run_engine.subscribe(session.pipeline.writer))
+    atexit.register(session.close)  # drain the sink even if nobody closes it
     if session.pipeline.recovered.runs:
         logger.warning("%s", session.pipeline.recovered)
     logger.info("%s", session.summary())

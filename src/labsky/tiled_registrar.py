@@ -27,6 +27,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,14 +125,20 @@ class TiledRegistrar:
     Args:
         runs: A Tiled client of the container (a CatalogOfBlueskyRuns) that
             holds the runs.
+        min_interval: Shortest time between two row updates of a stream (row
+            updates are HTTP requests made in this process; fewer of them
+            leave more time to the RunEngine).
     """
 
-    def __init__(self, runs: Any):
+    def __init__(self, runs: Any, min_interval: float = 0.5):
         from bluesky_tiled_plugins import TiledWriter
 
         self.runs = runs
         self._writer = TiledWriter(runs, normalizer=None, batch_size=1)
+        self.min_interval = min_interval
         self._runs: dict[str, _Run] = {}
+        self._deferred: dict[tuple[str, str], dict[str, Any]] = {}
+        self._last_rows: dict[tuple[str, str], float] = {}
         self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -159,25 +166,49 @@ class TiledRegistrar:
 
     def _loop(self) -> None:
         while True:
-            items = [self._queue.get()]
-            while True:  # take everything queued, coalescing row updates
-                try:
+            items: list[tuple[str, dict[str, Any]] | None] = []
+            try:
+                items.append(self._queue.get(timeout=self._next_due()))
+                while True:  # take everything queued, coalescing row updates
                     items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            except queue.Empty:
+                pass
             done = False
             for name, payload in _coalesce(items):
                 if name is None:
                     done = True
-                    continue
-                try:
-                    self._handle(name, payload)
-                except Exception as exc:  # noqa: BLE001 - never stop registering
-                    message = f"Tiled registration of {name} failed: {exc!r}"
-                    logger.exception(message)
-                    self.errors.append(message)
+                elif name == "rows":
+                    self._deferred[(payload["run"], payload["stream"])] = payload
+                else:
+                    self._send_rows(due_only=False)  # rows before what follows
+                    self._safely(name, payload)
+            self._send_rows(due_only=not done)
             if done:
                 return
+
+    def _next_due(self) -> float | None:
+        if not self._deferred:
+            return None
+        now = time.monotonic()
+        due = min(self._last_rows.get(k, 0.0) for k in self._deferred)
+        return max(0.0, due + self.min_interval - now)
+
+    def _send_rows(self, due_only: bool) -> None:
+        now = time.monotonic()
+        for key, payload in list(self._deferred.items()):
+            if due_only and now - self._last_rows.get(key, 0.0) < self.min_interval:
+                continue
+            del self._deferred[key]
+            self._last_rows[key] = now
+            self._safely("rows", payload)
+
+    def _safely(self, name: str, payload: dict[str, Any]) -> None:
+        try:
+            self._handle(name, payload)
+        except Exception as exc:  # noqa: BLE001 - never stop registering
+            message = f"Tiled registration of {name} failed: {exc!r}"
+            logger.exception(message)
+            self.errors.append(message)
 
     def _handle(self, name: str, payload: dict[str, Any]) -> None:
         if name == "_sync":

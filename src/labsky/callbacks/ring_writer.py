@@ -1,24 +1,27 @@
 """`RingWriter`: a DocumentRouter that turns a run's documents into Arrow batches.
 
 On the RunEngine thread it only copies event values into preallocated numpy
-columns (O(1) per event, O(rows) per event_page) and, every `flush_rows` rows,
-every `flush_seconds`, and before any other document, publishes the columns as
-one record batch. Start, descriptor, stop, stream_resource and stream_datum
-documents go through the same ring as one-row batches, so a reader sees one
-ordered log of the run.
+columns (O(1) per event, O(rows) per event_page) and publishes the columns as
+one record batch: at once for slow events (live readers see each within a
+millisecond), every `flush_seconds` for fast ones, whenever `flush_rows` rows
+wait, and before any other document. Start, descriptor, stop,
+stream_resource and stream_datum documents go through the same ring as
+one-row batches, so a reader sees one ordered log of the run.
 
 Batch schema metadata says what a batch holds:
 
 - `kind=document`: columns `name` and `doc` (JSON); one row.
 - `kind=events`: `descriptor`, `stream` and `run` uids in the metadata;
-  columns `seq_num`, `time`, `uid`, then `data/<key>` and `timestamps/<key>`
-  for every data key that is not external. Arrays are fixed-size lists with
-  their shape in the field metadata (`shape`, JSON).
+  columns `seq_num`, `time`, then `data/<key>` and `timestamps/<key>` for
+  every data key that is not external (event uids are not kept: nothing
+  downstream needs them, and they were a fifth of the bytes). Arrays are
+  fixed-size lists with their shape in the field metadata (`shape`, JSON).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -77,28 +80,22 @@ class _Columns:
             "stream": descriptor.get("name", "primary"),
             "run": run,
         }
-        self._allocate()
-
-    def _allocate(self) -> None:
         n = self.capacity
         self.rows = 0
         self.seq_num = np.empty(n, np.int64)
         self.time = np.empty(n, np.float64)
-        self.uid: list[str] = []
-        self.data: dict[str, Any] = {}
         self.timestamps = {k: np.empty(n, np.float64) for k in self.keys}
-        for key in self.keys:
-            dtype = self.dtypes[key]
-            self.data[key] = (
-                [] if dtype is None else np.empty((n, *self.shapes[key]), dtype)
-            )
+        self.data: dict[str, Any] = {
+            k: [] if d is None else np.empty((n, *self.shapes[k]), d)
+            for k, d in self.dtypes.items()
+        }
+        self._schema: pa.Schema | None = None
 
     def add(self, doc: Event) -> bool:
         """Copy one event in; return True when the columns are full."""
         i = self.rows
         self.seq_num[i] = doc["seq_num"]
         self.time[i] = doc["time"]
-        self.uid.append(doc["uid"])
         data, stamps = doc["data"], doc["timestamps"]
         for key in self.keys:
             column = self.data[key]
@@ -115,7 +112,6 @@ class _Columns:
         i, n = self.rows, stop - start
         self.seq_num[i : i + n] = page["seq_num"][start:stop]
         self.time[i : i + n] = page["time"][start:stop]
-        self.uid.extend(page["uid"][start:stop])
         for key in self.keys:
             column = self.data[key]
             values = page["data"][key][start:stop]
@@ -127,35 +123,32 @@ class _Columns:
         self.rows = i + n
         return self.rows == self.capacity
 
-    def to_batch(self) -> pa.RecordBatch:
-        """The filled rows as a record batch; the columns start again empty."""
+    def take_batch(self) -> pa.RecordBatch:
+        """The filled rows as a record batch; the columns start again empty.
+
+        The batch shares the columns' memory: serialise it (publish it)
+        before adding more rows.
+        """
         n = self.rows
-        arrays = [
-            pa.array(self.seq_num[:n]),
-            pa.array(self.time[:n]),
-            pa.array(self.uid, pa.string()),
-        ]
-        fields = [
-            pa.field("seq_num", pa.int64()),
-            pa.field("time", pa.float64()),
-            pa.field("uid", pa.string()),
-        ]
+        arrays = [pa.array(self.seq_num[:n]), pa.array(self.time[:n])]
         for key in self.keys:
-            array = _arrow_column(self.data[key], n, self.shapes[key])
-            fields.append(
-                pa.field(
-                    f"data/{key}",
-                    array.type,
-                    metadata={"shape": json.dumps(list(self.shapes[key]))},
-                )
-            )
-            arrays.append(array)
-            fields.append(pa.field(f"timestamps/{key}", pa.float64()))
+            arrays.append(_arrow_column(self.data[key], n, self.shapes[key]))
             arrays.append(pa.array(self.timestamps[key][:n]))
-        schema = pa.schema(fields, metadata=self.metadata)
-        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-        self._allocate()
-        return batch
+            if isinstance(self.data[key], list):
+                self.data[key] = []
+        if self._schema is None:
+            self._schema = self._make_schema(arrays)
+        self.rows = 0
+        return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
+
+    def _make_schema(self, arrays: list[pa.Array]) -> pa.Schema:
+        fields = [pa.field("seq_num", pa.int64()), pa.field("time", pa.float64())]
+        for index, key in enumerate(self.keys):
+            shape = json.dumps(list(self.shapes[key]))
+            data_type = arrays[2 + 2 * index].type
+            fields.append(pa.field(f"data/{key}", data_type, metadata={"shape": shape}))
+            fields.append(pa.field(f"timestamps/{key}", pa.float64()))
+        return pa.schema(fields, metadata=self.metadata)
 
 
 def _arrow_column(column: Any, n: int, shape: tuple[int, ...]) -> pa.Array:
@@ -193,71 +186,131 @@ def _json_default(value: Any) -> Any:
 class RingWriter(DocumentRouter):
     """Publish a run's documents into a ring buffer as Arrow batches.
 
+    When events come slowly (more than `idle_seconds` apart) each is
+    published at once, so live readers see it within a millisecond. When they
+    come fast, rows are gathered and published every `flush_seconds` (or when
+    `flush_rows` are waiting), which keeps the per-event cost tiny; a small
+    timer thread publishes rows still waiting when a burst ends.
+
     Args:
         ring: The ring's writing end.
-        flush_rows: Rows per events batch.
-        flush_seconds: Longest time an event waits in the columns; checked at
-            each event, and at every other document.
+        flush_rows: Most rows per events batch (fewer for big arrays, so a
+            batch fits a ring slot).
+        flush_seconds: Longest time a row waits while events come fast.
+        idle_seconds: Gap after which an event counts as slow.
     """
 
     def __init__(
-        self, ring: RingBuffer, flush_rows: int = 1000, flush_seconds: float = 0.1
+        self,
+        ring: RingBuffer,
+        flush_rows: int = 1000,
+        flush_seconds: float = 0.02,
+        idle_seconds: float = 0.002,
     ):
         super().__init__()
         self.ring = ring
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
+        self.idle_seconds = idle_seconds
         self._columns: dict[str, _Columns] = {}
         self._run = ""
-        self._oldest: float | None = None
+        self._last_row = 0.0
+        self._waiting_since: float | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        self._timer = threading.Thread(
+            target=self._flush_late_rows, name="labsky-ring-flush", daemon=True
+        )
+        self._timer.start()
+
+    def _flush_late_rows(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if self._waiting_since is None:
+                    self._wake.wait()
+                    continue
+                late = self._waiting_since + self.flush_seconds - time.monotonic()
+                if late > 0:
+                    self._wake.wait(late)
+                else:
+                    self._flush_locked()
+
+    def close(self) -> None:
+        """Publish what waits and stop the timer thread."""
+        with self._lock:
+            self._flush_locked()
+            self._closed = True
+            self._wake.notify()
 
     def _publish_document(self, name: str, doc: Any) -> None:
-        self.flush()
-        self.ring.publish(document_batch(name, doc))
+        with self._lock:
+            self._flush_locked()
+            self.ring.publish(document_batch(name, doc))
 
     def _flush_one(self, columns: _Columns) -> None:
         if columns.rows:
-            self.ring.publish(columns.to_batch())
+            self.ring.publish(columns.take_batch())
 
     def flush(self) -> None:
         """Publish every pending row now."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         for columns in self._columns.values():
             self._flush_one(columns)
-        self._oldest = None
+        self._waiting_since = None
 
-    def _after_rows(self, columns: _Columns, full: bool) -> None:
-        now = time.monotonic()
-        if self._oldest is None:
-            self._oldest = now
+    def _after_rows(self, columns: _Columns, full: bool, now: float) -> None:
         if full:
             self._flush_one(columns)
-        if now - self._oldest >= self.flush_seconds:
-            self.flush()
+        if self._waiting_since is None:
+            self._waiting_since = now
+            self._wake.notify()
+        elif now - self._waiting_since >= self.flush_seconds:
+            self._flush_locked()
+
+    def _add(self, add: Any) -> None:
+        now = time.monotonic()
+        slow = now - self._last_row >= self.idle_seconds
+        self._last_row = now
+        with self._lock:
+            add(now)
+            if slow:
+                self._flush_locked()
 
     def start(self, doc: RunStart) -> None:
         self._run = doc["uid"]
-        self._columns.clear()
+        with self._lock:
+            self._columns.clear()
         self._publish_document("start", doc)
 
     def descriptor(self, doc: EventDescriptor) -> None:
         self._publish_document("descriptor", doc)
-        self._columns[doc["uid"]] = _Columns(
+        columns = _Columns(
             doc, self._run, self.flush_rows, max_bytes=(self.ring.slot_size * 7) // 8
         )
+        with self._lock:
+            self._columns[doc["uid"]] = columns
 
     def event(self, doc: Event) -> Event:
         columns = self._columns[doc["descriptor"]]
-        self._after_rows(columns, columns.add(doc))
+        self._add(lambda now: self._after_rows(columns, columns.add(doc), now))
         return doc
 
     def event_page(self, doc: EventPage) -> EventPage:
         columns = self._columns[doc["descriptor"]]
-        total, done = len(doc["seq_num"]), 0
-        while done < total:
-            take = min(total - done, columns.capacity - columns.rows)
-            full = columns.add_page(doc, done, done + take)
-            done += take
-            self._after_rows(columns, full)
+
+        def add(now: float) -> None:
+            total, done = len(doc["seq_num"]), 0
+            while done < total:
+                take = min(total - done, columns.capacity - columns.rows)
+                full = columns.add_page(doc, done, done + take)
+                done += take
+                self._after_rows(columns, full, now)
+
+        self._add(add)
         return doc
 
     def stream_resource(self, doc: StreamResource) -> None:
@@ -268,4 +321,5 @@ class RingWriter(DocumentRouter):
 
     def stop(self, doc: RunStop) -> None:
         self._publish_document("stop", doc)
-        self._columns.clear()
+        with self._lock:
+            self._columns.clear()

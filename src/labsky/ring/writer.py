@@ -73,6 +73,11 @@ class RingBuffer:
         finally:
             os.close(fd)
         self._map[:HEADER_SIZE] = bytes(HEADER_SIZE)
+        # Touch every page now, so publishing never waits on a page fault.
+        zeros = bytes(1 << 20)
+        for offset in range(HEADER_SIZE, size, len(zeros)):
+            end = min(offset + len(zeros), size)
+            self._map[offset:end] = zeros[: end - offset]
         HEADER.pack_into(self._map, 0, MAGIC, slot_count, 0, slot_size, 0, os.getpid())
         for index in range(MAX_CURSORS):
             _U64.pack_into(self._map, cursor_offset(index), FREE)

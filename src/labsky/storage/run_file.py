@@ -42,11 +42,11 @@ from labsky.callbacks.ring_writer import column_dtype
 logger = logging.getLogger(__name__)
 
 _CHUNK_BYTES = 1 << 20
-_MAX_CHUNK_ROWS = 8192
+_MAX_CHUNK_ROWS = 65536
 
 
 def chunk_rows(row_bytes: int) -> int:
-    """Rows per chunk so that a chunk holds about 1 MiB (at most 8192 rows)."""
+    """Rows per chunk: about 1 MiB, at most 65536 rows (512 KiB of float64)."""
     return max(1, min(_MAX_CHUNK_ROWS, _CHUNK_BYTES // max(1, row_bytes)))
 
 
@@ -75,6 +75,8 @@ class _Stream:
         self.last_seq_num = 0
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
+        self.datasets: dict[str, Any] = {}
+        self.handle: h5py.File | None = None  # the file `datasets` belong to
 
 
 class RunFile:
@@ -232,22 +234,26 @@ class RunFile:
     def _write_block(self, stream: _Stream) -> None:
         if not stream.pending:
             return
-        table = pa.Table.from_batches(stream.pending).combine_chunks()
+        table = pa.Table.from_batches(stream.pending)
         stream.pending, stream.pending_rows = [], 0
-        n, start = table.num_rows, stream.length
-        group = self.file[stream.name]
-        assert isinstance(group, h5py.Group)
-        for key in stream.keys:
-            values = _column_values(table.column(f"data/{key}"), group["data"][key])  # type: ignore[index]
-            _append(group["data"][key], start, values)  # type: ignore[index]
-            _append(
-                group["timestamps"][key],  # type: ignore[index]
-                start,
-                table.column(f"timestamps/{key}").to_numpy(),
-            )
-        _append(group["time"], start, table.column("time").to_numpy())
-        _append(group["seq_num"], start, table.column("seq_num").to_numpy())
-        stream.length = start + n
+        start = stream.length
+        datasets = self._datasets(stream)
+        for column, dataset in datasets.items():  # seq_num last: it commits rows
+            _append(dataset, start, _column_values(table.column(column), dataset))
+        stream.length = start + table.num_rows
+
+    def _datasets(self, stream: _Stream) -> dict[str, Any]:
+        """The stream's datasets by column name (cached for this file handle)."""
+        if stream.handle is not self._file:
+            group: Any = self.file[stream.name]
+            columns = {}
+            for key in stream.keys:
+                columns[f"data/{key}"] = group["data"][key]
+                columns[f"timestamps/{key}"] = group["timestamps"][key]
+            columns["time"] = group["time"]
+            columns["seq_num"] = group["seq_num"]
+            stream.datasets, stream.handle = columns, self._file
+        return stream.datasets
 
     def flush(self) -> dict[str, int]:
         """Write what is gathered, flush to disk and return rows per stream."""
@@ -340,7 +346,11 @@ def _committed_rows(group: Any, keys: list[str]) -> dict[str, np.ndarray]:
 
 
 def _column_values(column: pa.ChunkedArray | pa.Array, dataset: Any) -> np.ndarray:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):
+        if column.num_chunks != 1 and pa.types.is_primitive(column.type):
+            return column.to_numpy()  # one concatenating copy
+        column = column.combine_chunks()
+    array = column
     n = len(array)
     if pa.types.is_fixed_size_list(array.type):
         flat = array.flatten().to_numpy(zero_copy_only=False)

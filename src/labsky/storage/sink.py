@@ -63,7 +63,7 @@ class HDF5Sink:
         reader: RingReader | None,
         runs_dir: Path,
         flush_seconds: float = 0.25,
-        block_rows: int = 8192,
+        block_rows: int = 65536,
         notify: Notify | None = None,
     ):
         self.reader = reader

@@ -1,4 +1,5 @@
 import json
+import time
 
 import bluesky.plans as bp
 import numpy as np
@@ -43,7 +44,9 @@ def test_a_scan_becomes_one_ordered_log(tmp_path, run_engine):
     ring = RingBuffer(tmp_path / "ring", slot_count=64, slot_size=64 * 1024)
     collector = DocumentCollector()
     run_engine.subscribe(collector)
-    run_engine.subscribe(RingWriter(ring, flush_rows=4, flush_seconds=60))
+    run_engine.subscribe(
+        RingWriter(ring, flush_rows=4, flush_seconds=60, idle_seconds=float("inf"))
+    )
     run_engine(bp.scan([det], motor, 0, 1, 10, md={"sample": "Si"}))
 
     log = read_log(tmp_path / "ring")
@@ -61,7 +64,6 @@ def test_a_scan_becomes_one_ordered_log(tmp_path, run_engine):
     table = {
         k: np.concatenate([b.column(k).to_numpy() for b in batches])
         for k in batches[0].schema.names
-        if k != "uid"
     }
     assert list(table["seq_num"]) == [e["seq_num"] for e in events]
     np.testing.assert_array_equal(table["time"], [e["time"] for e in events])
@@ -78,7 +80,9 @@ def test_a_scan_becomes_one_ordered_log(tmp_path, run_engine):
 
 def test_event_pages_arrays_and_strings(tmp_path):
     ring = RingBuffer(tmp_path / "ring", slot_count=64, slot_size=256 * 1024)
-    writer = RingWriter(ring, flush_rows=1000, flush_seconds=60)
+    writer = RingWriter(
+        ring, flush_rows=1000, flush_seconds=60, idle_seconds=float("inf")
+    )
     start = {"uid": "run1", "time": 0.0}
     descriptor = {
         "uid": "d1",
@@ -157,3 +161,43 @@ def test_time_bound_flushes_slow_scans(tmp_path, run_engine):
     run_engine(bp.count([motor], num=3))
     batches = [b for name, b in read_log(tmp_path / "ring") if name == "events"]
     assert [b.num_rows for b in batches] == [1, 1, 1]  # visible at once, not at stop
+
+
+def _event(i):
+    return {
+        "uid": f"e{i}",
+        "descriptor": "d",
+        "seq_num": i + 1,
+        "time": 0.0,
+        "data": {"x": float(i)},
+        "timestamps": {"x": 0.0},
+        "filled": {},
+    }
+
+
+def test_slow_events_go_out_at_once_and_a_burst_is_batched_then_flushed(tmp_path):
+    ring = RingBuffer(tmp_path / "ring", slot_count=64, slot_size=64 * 1024)
+    writer = RingWriter(ring, flush_rows=1000, flush_seconds=0.2, idle_seconds=0.05)
+    writer("start", {"uid": "r", "time": 0.0})
+    writer(
+        "descriptor",
+        {
+            "uid": "d",
+            "run_start": "r",
+            "time": 0.0,
+            "name": "primary",
+            "data_keys": {"x": {"source": "s", "dtype": "number", "shape": []}},
+        },
+    )
+    reader = RingReader(ring.path, start=2)
+    writer.event(_event(0))  # after a pause: published at once
+    assert [b.batch.num_rows for b in reader.read_available()] == [1]
+    for i in range(1, 51):  # a burst: gathered
+        writer.event(_event(i))
+    time.sleep(0.02)
+    first = reader.read_available()
+    assert sum(b.batch.num_rows for b in first) < 50
+    time.sleep(0.4)  # the timer publishes the rest of the burst
+    rest = reader.read_available()
+    assert sum(b.batch.num_rows for b in first + rest) == 50
+    writer.close()
