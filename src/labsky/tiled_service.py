@@ -164,6 +164,11 @@ def serve_command(
     """
     data_dir = data_dir.resolve()
     tiled_dir = data_dir / "tiled"
+    if api_key is not None and not api_key.isalnum():
+        raise ValueError(
+            "the API key may hold only letters and digits (Tiled's rule); make one "
+            "with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
     if host not in LOOPBACK_HOSTS and not api_key:
         raise ValueError(
             f"serving on {host} exposes the catalog beyond this machine: pass "

@@ -43,7 +43,7 @@ def write_profile(tmp_path):
             devices: [{REPO / "devices" / "sim.yaml"}]
             data_dir: {tmp_path / "data"}
             mock: true
-            ring: {{directory: {tmp_path / "ring"}, size_mb: 64, slot_kb: 256}}
+            ring: {{directory: {tmp_path / "ring"}, size_mb: 64, slot_kb: 16}}
             storage: {{flush_seconds: 30}}
             """
         )
@@ -74,8 +74,30 @@ def events_in_ring(path, start):
     return rows
 
 
+def recover_with_the_cli(profile_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "labsky", "recover", str(profile_dir)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "closed 1 runs" in result.stdout
+
+
+def recover_by_starting_a_session(profile_dir):
+    from labsky.session import start
+
+    with start(profile_dir, progress=False) as session:
+        assert len(session.pipeline.recovered.runs) == 1
+        assert session.pipeline.recovered.batches > 0
+
+
 @pytest.mark.slow
-def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path):
+@pytest.mark.parametrize(
+    "recover", [recover_with_the_cli, recover_by_starting_a_session]
+)
+def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path, recover):
     profile_dir = write_profile(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(profile_dir)],
@@ -85,7 +107,9 @@ def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path):
     )
     assert process.stdout.readline().strip() == "started", process.stderr.read()
     runs_dir = tmp_path / "data" / "runs"
-    # let the scan run: files flushed on a 30 s bound means most rows are only in the ring
+    # Let the scan run. Files are flushed on a 30 s bound or when half the ring
+    # (2048 slots of 16 KiB; slow events travel one per slot) is uncommitted,
+    # so hundreds of rows are only in the ring when the kill comes.
     deadline = time.monotonic() + 60
     profile = load_profile(profile_dir)
     path = ring_path(profile.ring, profile.name, profile.data_path)
@@ -104,14 +128,7 @@ def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path):
         on_disk_before = f["primary/seq_num"].shape[0]
     assert on_disk_before < max(published)  # the kill really left rows behind
 
-    result = subprocess.run(
-        [sys.executable, "-m", "labsky", "recover", str(profile_dir)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "closed 1 runs" in result.stdout
+    recover(profile_dir)
 
     with h5py.File(run_file, "r") as f:  # a clean file: opens without SWMR
         seq = f["primary/seq_num"][:]

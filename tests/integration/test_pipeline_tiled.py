@@ -163,3 +163,37 @@ def test_serving_beyond_loopback_needs_an_api_key(tmp_path):
     )
     assert result.returncode == 2
     assert "pass --api-key" in result.stderr
+
+
+def test_camera_frames_are_linked_into_the_run_file_and_served(labsky_session):
+    session = labsky_session(SIM)
+    result = session.run("count", ["cam"], num=3, md={"sample": "frames"})
+    uid = result.run_start_uids[0]
+    path = next(session.runs_dir.rglob(f"*{uid[:8]}.h5"))
+    with h5py.File(path, "r") as f:
+        link = f["primary/data"].get("cam", getlink=True)
+        assert isinstance(link, h5py.ExternalLink)
+        assert link.filename.startswith("../../detectors/")
+        frames = f["primary/data/cam"][:]
+    assert frames.shape == (3, 240, 320) and frames.any()
+    served = session.runs[uid]["primary"]["cam"].read()
+    np.testing.assert_array_equal(np.asarray(served).reshape(frames.shape), frames)
+
+
+def test_an_api_key_tiled_would_refuse_is_refused_up_front(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labsky",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--api-key",
+            "not-alnum",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "only letters and digits" in result.stderr

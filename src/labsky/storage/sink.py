@@ -96,7 +96,7 @@ class HDF5Sink:
 
     def _run(self) -> None:
         assert self.reader is not None
-        idle = 1e-4
+        idle = 0.01
         try:
             while True:
                 stopping = self._stop.is_set()
@@ -109,12 +109,12 @@ class HDF5Sink:
                 ):
                     self.flush()
                 if batches:
-                    idle = 1e-4
+                    idle = 0.01
                 elif stopping:
                     break
                 else:
                     self._stop.wait(idle)
-                    idle = min(idle * 2, 0.01)
+                    idle = min(idle * 2, 0.02)  # the sink is not latency-bound
             self.flush()
         except BaseException as exc:  # noqa: BLE001 - reported to the session
             self.error = exc
