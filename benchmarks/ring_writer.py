@@ -28,7 +28,7 @@ COLUMNS, PAGE_ROWS, PAGES = 10, 1000, 200
 def page_rate(directory: Path) -> float:
     ring = RingBuffer(directory / "pages.ring", slot_count=256, slot_size=256 * 1024)
     writer = RingWriter(
-        ring, flush_rows=1000, flush_seconds=60, idle_seconds=float("inf")
+        ring, flush_rows=1000, flush_seconds=60, min_interval=float("inf")
     )
     keys = [f"c{i}" for i in range(COLUMNS)]
     writer("start", {"uid": "r", "time": 0.0})

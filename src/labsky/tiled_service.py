@@ -50,6 +50,9 @@ class LocalTiled:
             clients keep working across restarts.
         port: TCP port; 0 picks a free one.
         timeout: Seconds to wait for the server to answer.
+        wait: Wait for the server here; False returns at once (call
+            `wait_ready` before using it), so a session starts it first
+            and does other work while it comes up.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class LocalTiled:
         api_key: str | None = None,
         port: int = 0,
         timeout: float = 60.0,
+        wait: bool = True,
     ):
         self.data_dir = data_dir.resolve()
         self.port = port or _free_port()
@@ -74,11 +78,21 @@ class LocalTiled:
         )
         log.close()
         atexit.register(self.close)
+        self.timeout = timeout
+        self._ready = False
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers (stopping it if it never does)."""
+        if self._ready:
+            return
         try:
-            self._wait_ready(timeout)
+            self._wait_ready(self.timeout)
         except BaseException:
             self.close()
             raise
+        self._ready = True
         logger.info("Tiled server at %s (catalog in %s)", self.url, self.data_dir)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -211,12 +225,17 @@ def _stored_key(path: Path) -> str:
 
 def runs_container(root: Any, name: str) -> Any:
     """Return the container `name` under `root`, creating it as a run catalog."""
+    from tiled.client.utils import ClientError
     from tiled.structures.core import Spec
 
     if name not in root:
-        root.create_container(
-            name, specs=[Spec(RUNS_SPEC_NAME, version=RUNS_SPEC_VERSION)]
-        )
+        try:
+            root.create_container(
+                name, specs=[Spec(RUNS_SPEC_NAME, version=RUNS_SPEC_VERSION)]
+            )
+        except ClientError as exc:  # another process created it meanwhile
+            if exc.response.status_code != 409:
+                raise
     return root[name]
 
 

@@ -74,7 +74,7 @@ def events_in_ring(path, start):
     return rows
 
 
-def recover_with_the_cli(profile_dir):
+def recover_with_the_cli(profile_dir, replayed):
     result = subprocess.run(
         [sys.executable, "-m", "labsky", "recover", str(profile_dir)],
         capture_output=True,
@@ -83,21 +83,34 @@ def recover_with_the_cli(profile_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "closed 1 runs" in result.stdout
+    assert ("replayed 0 ring batches" in result.stdout) != replayed
 
 
-def recover_by_starting_a_session(profile_dir):
+def recover_by_starting_a_session(profile_dir, replayed):
     from labsky.session import start
 
     with start(profile_dir, progress=False) as session:
         assert len(session.pipeline.recovered.runs) == 1
-        assert session.pipeline.recovered.batches > 0
+        assert (session.pipeline.recovered.batches > 0) == replayed
+
+
+def wait_gone(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        assert time.monotonic() < deadline, f"{path} still there after {timeout} s"
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "recover", [recover_with_the_cli, recover_by_starting_a_session]
+    ("killed", "recover"),
+    [("session", recover_by_starting_a_session), ("everything", recover_with_the_cli)],
 )
-def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path, recover):
+def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path, killed, recover):
+    """kill -9 of the session: its storage worker stores everything published;
+    kill -9 of session and worker (as in a power cut with the ring on disk):
+    recovery replays the ring. Either way recovery closes the run, and the
+    file and the catalog hold every event published before the kill."""
     profile_dir = write_profile(tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(profile_dir)],
@@ -108,8 +121,8 @@ def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path, recover):
     assert process.stdout.readline().strip() == "started", process.stderr.read()
     runs_dir = tmp_path / "data" / "runs"
     # Let the scan run. Files are flushed on a 30 s bound or when half the ring
-    # (2048 slots of 16 KiB; slow events travel one per slot) is uncommitted,
-    # so hundreds of rows are only in the ring when the kill comes.
+    # (2048 slots of 16 KiB) is uncommitted, so hundreds of rows are only in
+    # the ring when the kill comes.
     deadline = time.monotonic() + 60
     profile = load_profile(profile_dir)
     path = ring_path(profile.ring, profile.name, profile.data_path)
@@ -117,18 +130,27 @@ def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path, recover):
         time.sleep(0.5)
         if path.exists() and len(events_in_ring(path, committed_cursor(path))) > 500:
             break
+    worker = int((runs_dir / "storage-worker.pid").read_text())
     os.kill(process.pid, signal.SIGKILL)
+    if killed == "everything":
+        os.kill(worker, signal.SIGKILL)
     process.wait()
+    if killed == "session":  # its storage worker drains the ring, then exits
+        wait_gone(runs_dir / "storage-worker.pid")
 
-    # What was published before the kill: the ring from the sink's cursor on.
-    published = events_in_ring(path, committed_cursor(path))
+    # What was published before the kill: every event batch still in the ring.
+    published = events_in_ring(path, None)
     assert len(published) > 500
     [run_file] = runs_dir.rglob("*.h5")
     with h5py.File(run_file, "r", swmr=True) as f:
         on_disk_before = f["primary/seq_num"].shape[0]
-    assert on_disk_before < max(published)  # the kill really left rows behind
+        assert "stop" not in f.attrs
+    if killed == "session":  # the worker outlived its session and stored it all
+        assert on_disk_before == max(published)
+    else:
+        assert on_disk_before < max(published)  # the kill really left rows behind
 
-    recover(profile_dir)
+    recover(profile_dir, replayed=killed == "everything")
 
     with h5py.File(run_file, "r") as f:  # a clean file: opens without SWMR
         seq = f["primary/seq_num"][:]

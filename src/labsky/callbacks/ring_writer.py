@@ -20,6 +20,7 @@ Batch schema metadata says what a batch holds:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -186,35 +187,37 @@ def _json_default(value: Any) -> Any:
 class RingWriter(DocumentRouter):
     """Publish a run's documents into a ring buffer as Arrow batches.
 
-    When events come slowly (more than `idle_seconds` apart) each is
-    published at once, so live readers see it within a millisecond. When they
-    come fast, rows are gathered and published every `flush_seconds` (or when
-    `flush_rows` are waiting), which keeps the per-event cost tiny; a small
-    timer thread publishes rows still waiting when a burst ends.
+    An event is published at once when the last batch went out at least
+    `min_interval` ago, so events that come slowly (most step scans) reach
+    live readers within a millisecond. Faster events wait, at most
+    `min_interval`, and go out together with the next one that finds the
+    interval passed: at most one batch per `min_interval`, which keeps the
+    RunEngine thread's share tiny. A timer thread publishes rows still
+    waiting `flush_seconds` after a burst ends.
 
     Args:
         ring: The ring's writing end.
         flush_rows: Most rows per events batch (fewer for big arrays, so a
             batch fits a ring slot).
-        flush_seconds: Longest time a row waits while events come fast.
-        idle_seconds: Gap after which an event counts as slow.
+        min_interval: Shortest time between two events batches, seconds.
+        flush_seconds: Longest time a row waits when no event follows it.
     """
 
     def __init__(
         self,
         ring: RingBuffer,
         flush_rows: int = 1000,
+        min_interval: float = 0.004,
         flush_seconds: float = 0.02,
-        idle_seconds: float = 0.002,
     ):
         super().__init__()
         self.ring = ring
         self.flush_rows = flush_rows
+        self.min_interval = min_interval
         self.flush_seconds = flush_seconds
-        self.idle_seconds = idle_seconds
         self._columns: dict[str, _Columns] = {}
         self._run = ""
-        self._last_row = 0.0
+        self._last_publish = 0.0
         self._waiting_since: float | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -223,6 +226,9 @@ class RingWriter(DocumentRouter):
             target=self._flush_late_rows, name="labsky-ring-flush", daemon=True
         )
         self._timer.start()
+        # pyarrow imports pandas the first time it converts Python strings:
+        # pay that (half a second) now rather than inside the first run.
+        document_batch("warm-up", {}).serialize()
 
     def _flush_late_rows(self) -> None:
         with self._lock:
@@ -251,6 +257,7 @@ class RingWriter(DocumentRouter):
     def _flush_one(self, columns: _Columns) -> None:
         if columns.rows:
             self.ring.publish(columns.take_batch())
+            self._last_publish = time.monotonic()
 
     def flush(self) -> None:
         """Publish every pending row now."""
@@ -262,23 +269,42 @@ class RingWriter(DocumentRouter):
             self._flush_one(columns)
         self._waiting_since = None
 
-    def _after_rows(self, columns: _Columns, full: bool, now: float) -> None:
+    def _add(self, add: Any) -> None:
+        with self._lock:
+            add()
+            now = time.monotonic()
+            if now - self._last_publish >= self.min_interval:
+                self._flush_locked()
+            elif self._waiting_since is None:
+                self._waiting_since = now
+                self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Make sure waiting rows go out within `flush_seconds`.
+
+        Called by the RunEngine (its loop runs), the RunEngine's own loop
+        does it: no thread to wake, so no hand-off of the interpreter lock.
+        Elsewhere (replayed documents) the timer thread does it.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake.notify()
+            return
+        loop.call_later(self.flush_seconds, self._flush_if_late)
+
+    def _flush_if_late(self) -> None:
+        with self._lock:
+            since = self._waiting_since
+            if (
+                since is not None
+                and time.monotonic() - since >= self.flush_seconds * 0.9
+            ):
+                self._flush_locked()
+
+    def _add_rows(self, columns: _Columns, full: bool) -> None:
         if full:
             self._flush_one(columns)
-        if self._waiting_since is None:
-            self._waiting_since = now
-            self._wake.notify()
-        elif now - self._waiting_since >= self.flush_seconds:
-            self._flush_locked()
-
-    def _add(self, add: Any) -> None:
-        now = time.monotonic()
-        slow = now - self._last_row >= self.idle_seconds
-        self._last_row = now
-        with self._lock:
-            add(now)
-            if slow:
-                self._flush_locked()
 
     def start(self, doc: RunStart) -> None:
         self._run = doc["uid"]
@@ -296,19 +322,19 @@ class RingWriter(DocumentRouter):
 
     def event(self, doc: Event) -> Event:
         columns = self._columns[doc["descriptor"]]
-        self._add(lambda now: self._after_rows(columns, columns.add(doc), now))
+        self._add(lambda: self._add_rows(columns, columns.add(doc)))
         return doc
 
     def event_page(self, doc: EventPage) -> EventPage:
         columns = self._columns[doc["descriptor"]]
 
-        def add(now: float) -> None:
+        def add() -> None:
             total, done = len(doc["seq_num"]), 0
             while done < total:
                 take = min(total - done, columns.capacity - columns.rows)
                 full = columns.add_page(doc, done, done + take)
                 done += take
-                self._after_rows(columns, full, now)
+                self._add_rows(columns, full)
 
         self._add(add)
         return doc

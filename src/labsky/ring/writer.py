@@ -8,6 +8,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +29,8 @@ from labsky.ring.layout import (
 logger = logging.getLogger(__name__)
 
 _U64 = struct.Struct("<Q")
+#: The end-of-stream marker of the Arrow IPC stream format.
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 class RingFullError(RuntimeError):
@@ -49,6 +52,9 @@ class RingBuffer:
         slot_size: Bytes per slot, including a 16-byte slot header.
         backpressure_timeout: Seconds to wait for a durable reader before
             giving up with `TimeoutError` (None waits forever).
+        reader_alive: Optional check, called while waiting for room, that
+            the durable reader's process still runs; a dead one ends the
+            wait with `RuntimeError` at once.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class RingBuffer:
         slot_count: int = 256,
         slot_size: int = 256 * 1024,
         backpressure_timeout: float | None = None,
+        reader_alive: Callable[[], bool] | None = None,
     ):
         if slot_count < 2 or slot_size < 1024:
             raise ValueError("a ring needs at least 2 slots of at least 1 KiB")
@@ -64,6 +71,7 @@ class RingBuffer:
         self.slot_count = slot_count
         self.slot_size = slot_size
         self.backpressure_timeout = backpressure_timeout
+        self.reader_alive = reader_alive
         self.path.parent.mkdir(parents=True, exist_ok=True)
         size = HEADER_SIZE + slot_count * slot_size
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -86,6 +94,10 @@ class RingBuffer:
         self._next_seq = 0
         self._lock = threading.Lock()
         self.waits = 0  # how many times back-pressure made the writer wait
+        # Durable cursors only move forward, so once a check found the slowest
+        # at `_floor`, batches below `_floor + slot_count` need no new check.
+        self._floor: int | None = None
+        self._schemas: dict[int, tuple[pa.Schema, pa.Buffer]] = {}
 
     @property
     def next_seq(self) -> int:
@@ -106,6 +118,7 @@ class RingBuffer:
                 if _U64.unpack_from(self._map, cursor_offset(index))[0] == FREE:
                     value = self._next_seq if start is None else start
                     _U64.pack_into(self._map, cursor_offset(index), value)
+                    self._floor = None
                     return index
         raise RuntimeError(f"{self.path}: all {MAX_CURSORS} durable cursors are taken")
 
@@ -117,7 +130,10 @@ class RingBuffer:
         return min(taken) if taken else None
 
     def _wait_for_room(self, seq: int) -> None:
+        if self._floor is not None and seq - self._floor < self.slot_count:
+            return
         slowest = self._slowest_durable()
+        self._floor = slowest
         if slowest is None or seq - slowest < self.slot_count:
             return
         self.waits += 1
@@ -137,6 +153,12 @@ class RingBuffer:
             slowest = self._slowest_durable()
             if slowest is None or seq - slowest < self.slot_count:
                 return
+            if self.reader_alive is not None and not self.reader_alive():
+                raise RuntimeError(
+                    f"ring {self.path} is full and its durable reader (the storage "
+                    "worker) has exited; what was published is safe in the ring: "
+                    "`labsky recover PROFILE` stores it"
+                )
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
                     f"ring {self.path}: durable reader stuck at batch {slowest} for "
@@ -145,16 +167,33 @@ class RingBuffer:
             threading.Event().wait(delay)
             delay = min(delay * 2, 1e-3)
 
-    def publish(self, batch: pa.RecordBatch) -> int:
-        """Write one record batch and return its sequence number."""
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as stream:
-            stream.write_batch(batch)
-        return self.publish_bytes(sink.getvalue())
+    def _schema_message(self, schema: pa.Schema) -> pa.Buffer:
+        cached = self._schemas.get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        if len(self._schemas) > 256:
+            self._schemas.clear()
+        message = schema.serialize()
+        self._schemas[id(schema)] = (schema, message)
+        return message
 
-    def publish_bytes(self, payload: pa.Buffer | bytes) -> int:
-        """Write an already serialised Arrow IPC stream; return its sequence number."""
-        length = len(payload)
+    def publish(self, batch: pa.RecordBatch) -> int:
+        """Write one record batch and return its sequence number.
+
+        The slot holds a complete Arrow IPC stream: the schema message (kept
+        serialised per schema object), the batch message and the end marker.
+        """
+        return self.publish_bytes(
+            self._schema_message(batch.schema), batch.serialize(), _END_OF_STREAM
+        )
+
+    def publish_bytes(self, *parts: pa.Buffer | bytes) -> int:
+        """Write an Arrow IPC stream given as consecutive parts; return its seq.
+
+        The parts are already serialised (schema message, batch message, end
+        marker).
+        """
+        length = sum(len(part) for part in parts)
         room = self.slot_size - SLOT_HEADER.size
         if length > room:
             raise RingFullError(
@@ -169,7 +208,10 @@ class RingBuffer:
             _U64.pack_into(self._map, offset, EMPTY)
             _U64.pack_into(self._map, offset + 8, length)
             start = offset + SLOT_HEADER.size
-            self._map[start : start + length] = memoryview(payload)
+            for part in parts:
+                size = len(part)
+                self._map[start : start + size] = memoryview(part)
+                start += size
             _U64.pack_into(self._map, offset, seq)
             self._next_seq = seq + 1
             _U64.pack_into(self._map, NEXT_SEQ_OFFSET, self._next_seq)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from labsky.storage.sink import OPEN_RUNS, HDF5Sink, Notify
 logger = logging.getLogger(__name__)
 
 SINK_CURSOR = 0  # the HDF5 sink is the first durable reader of every ring
+WORKER_PID = "storage-worker.pid"  # in the runs directory while a worker runs
 
 
 class RingInUseError(RuntimeError):
@@ -58,6 +60,32 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def live_worker(runs_dir: Path) -> int | None:
+    """The pid of a storage worker still using `runs_dir`, if one runs."""
+    try:
+        pid = int((runs_dir / WORKER_PID).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() and _pid_alive(pid) else None
+
+
+def wait_for_worker(runs_dir: Path, timeout: float = 120.0) -> None:
+    """Wait while the storage worker of an ended session still drains a directory.
+
+    Raises:
+        RingInUseError: If it is still running after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while (other := live_worker(runs_dir)) is not None:
+        if time.monotonic() > deadline:
+            raise RingInUseError(
+                f"the storage worker pid {other} still uses {runs_dir} after "
+                f"{timeout:g} s; stop it or give this session another data directory"
+            )
+        logger.info("waiting for storage worker %d to finish", other)
+        threading.Event().wait(0.2)
 
 
 def _sink_reader(ring_path: Path) -> RingReader | None:
@@ -99,6 +127,12 @@ def recover(
         RingInUseError: If a live process still writes the ring.
     """
     report = RecoveryReport()
+    worker = live_worker(runs_dir)
+    if worker is not None:
+        raise RingInUseError(
+            f"a storage worker (pid {worker}) is still storing what its session "
+            f"published into {runs_dir}; wait for it to finish (seconds) and retry"
+        )
     reader = _sink_reader(ring_path)
     if reader is None and not (runs_dir / OPEN_RUNS).exists():
         return report

@@ -221,7 +221,7 @@ class RunFile:
         seq = batch.column("seq_num")
         if stream.last_seq_num and len(seq) and seq[0].as_py() <= stream.last_seq_num:
             # Replayed after a crash: keep only the rows not yet in the file.
-            mask = pc.greater(seq, stream.last_seq_num)
+            mask = pc.greater(seq, stream.last_seq_num)  # type: ignore[attr-defined]
             batch = batch.filter(mask)
             if batch.num_rows == 0:
                 return

@@ -56,6 +56,7 @@ class HDF5Sink:
         flush_seconds: Longest time rows wait before the files are flushed.
         block_rows: Rows gathered per stream before a block is written.
         notify: Told about every change (see the module docstring).
+        on_error: Called (on the sink thread) if the sink stops on an error.
     """
 
     def __init__(
@@ -65,12 +66,14 @@ class HDF5Sink:
         flush_seconds: float = 0.25,
         block_rows: int = 65536,
         notify: Notify | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
     ):
         self.reader = reader
         self.runs_dir = runs_dir
         self.flush_seconds = flush_seconds
         self.block_rows = block_rows
         self.notify = notify or _ignore
+        self.on_error = on_error
         self.runs: dict[str, RunFile] = {}
         self.closed_runs: list[Path] = []
         self.left_open: list[Path] = []
@@ -119,16 +122,24 @@ class HDF5Sink:
         except BaseException as exc:  # noqa: BLE001 - reported to the session
             self.error = exc
             logger.exception("HDF5 sink stopped: %s", exc)
+            if self.on_error is not None:
+                self.on_error(exc)
 
     def _uncommitted(self) -> int:
         assert self.reader is not None
         return self.reader.position - (self.reader.committed or 0)
 
-    def drain(self, timeout: float = 30.0) -> None:
-        """Wait until everything published so far is in the files and flushed."""
+    def drain(self, timeout: float = 30.0, until: int | None = None) -> None:
+        """Wait until everything published so far is in the files and flushed.
+
+        With `until`, wait for the batches before that sequence number only.
+        """
         assert self.reader is not None
         deadline = time.monotonic() + timeout
-        while (behind := self.reader.next_seq() - (self.reader.committed or 0)) > 0:
+        while (
+            behind := (self.reader.next_seq() if until is None else until)
+            - (self.reader.committed or 0)
+        ) > 0:
             if self.error is not None:
                 raise RuntimeError("the HDF5 sink failed") from self.error
             if time.monotonic() > deadline:

@@ -45,7 +45,7 @@ def test_a_scan_becomes_one_ordered_log(tmp_path, run_engine):
     collector = DocumentCollector()
     run_engine.subscribe(collector)
     run_engine.subscribe(
-        RingWriter(ring, flush_rows=4, flush_seconds=60, idle_seconds=float("inf"))
+        RingWriter(ring, flush_rows=4, flush_seconds=60, min_interval=float("inf"))
     )
     run_engine(bp.scan([det], motor, 0, 1, 10, md={"sample": "Si"}))
 
@@ -81,7 +81,7 @@ def test_a_scan_becomes_one_ordered_log(tmp_path, run_engine):
 def test_event_pages_arrays_and_strings(tmp_path):
     ring = RingBuffer(tmp_path / "ring", slot_count=64, slot_size=256 * 1024)
     writer = RingWriter(
-        ring, flush_rows=1000, flush_seconds=60, idle_seconds=float("inf")
+        ring, flush_rows=1000, flush_seconds=60, min_interval=float("inf")
     )
     start = {"uid": "run1", "time": 0.0}
     descriptor = {
@@ -177,7 +177,7 @@ def _event(i):
 
 def test_slow_events_go_out_at_once_and_a_burst_is_batched_then_flushed(tmp_path):
     ring = RingBuffer(tmp_path / "ring", slot_count=64, slot_size=64 * 1024)
-    writer = RingWriter(ring, flush_rows=1000, flush_seconds=0.2, idle_seconds=0.05)
+    writer = RingWriter(ring, flush_rows=1000, flush_seconds=0.2, min_interval=0.05)
     writer("start", {"uid": "r", "time": 0.0})
     writer(
         "descriptor",

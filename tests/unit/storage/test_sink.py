@@ -72,7 +72,7 @@ def run_through_pipeline(tmp_path, docs, **sink_options):
         notify=lambda n, p: notes.append((n, p)),
         **sink_options,
     ).start()
-    writer = RingWriter(ring, flush_rows=4, flush_seconds=60, idle_seconds=float("inf"))
+    writer = RingWriter(ring, flush_rows=4, flush_seconds=60, min_interval=float("inf"))
     for name, doc in docs:
         validate_document(name, doc)
         writer(name, doc)
@@ -159,7 +159,7 @@ def test_cursor_is_committed_only_after_a_flush(tmp_path):
     )
     sink = HDF5Sink(reader, tmp_path / "runs", flush_seconds=3600)
     writer = RingWriter(
-        ring, flush_rows=100, flush_seconds=60, idle_seconds=float("inf")
+        ring, flush_rows=100, flush_seconds=60, min_interval=float("inf")
     )
     for name, doc in docs[:3]:
         writer(name, doc)
@@ -198,7 +198,7 @@ def test_big_arrays_travel_in_batches_that_fit_a_slot(tmp_path, shape):
     )
     sink = HDF5Sink(reader, tmp_path / "runs").start()
     writer = RingWriter(
-        ring, flush_rows=1000, flush_seconds=60, idle_seconds=float("inf")
+        ring, flush_rows=1000, flush_seconds=60, min_interval=float("inf")
     )
     for name, doc in docs:
         writer(name, doc)
