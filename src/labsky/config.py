@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import (
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from labsky.devices import DeviceKind, device_kinds
+from labsky.sim.host import SimulationConfig
 from labsky.yaml_source import Loc, YamlSource, YamlSyntaxError, load_yaml
 
 #: Objects the session provides to factories that ask for them by name.
@@ -47,6 +48,7 @@ KNOWN_GROUPS = {
 }
 
 GroupName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -79,10 +81,13 @@ class _Declaration(BaseModel):
         + "; ".join(f"{k} ({v})" for k, v in KNOWN_GROUPS.items()),
     )
     mock: bool | None = Field(
-        None, description="Connect in mock mode; unset follows the profile's `mock`."
+        default=None,
+        description="Connect in mock mode; unset follows the profile's `mock`.",
     )
-    skip: bool = Field(False, description="Declared but not built.")
-    description: str = Field("", description="Free text shown by `labsky check`.")
+    skip: bool = Field(default=False, description="Declared but not built.")
+    description: str = Field(
+        default="", description="Free text shown by `labsky check`."
+    )
 
 
 def _declaration_model(kind: DeviceKind) -> type[_Declaration]:
@@ -295,7 +300,9 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
             path, [(1, "expected a mapping with a top-level `devices:` key")]
         )
     try:
-        parsed = _devices_file_model().model_validate(source.data)
+        parsed = _devices_file_model().model_validate(
+            source.data, context={"base_dir": path.parent.resolve()}
+        )
     except ValidationError as exc:
         raise ConfigError(path, _pydantic_problems(source, exc)) from None
     decls: dict[str, DeviceDeclaration] = {}
@@ -315,6 +322,19 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
     if problems:
         raise ConfigError(path, problems)
     return decls
+
+
+def load_model(path: Path, model: type[ModelT]) -> ModelT:
+    """Load a YAML file and validate it with a pydantic model.
+
+    Raises:
+        ConfigError: Every problem, each with the file and line.
+    """
+    source = _load_source(path)
+    try:
+        return model.model_validate(source.data)
+    except ValidationError as exc:
+        raise ConfigError(path, _pydantic_problems(source, exc)) from None
 
 
 def _load_source(path: Path) -> YamlSource:
@@ -349,16 +369,17 @@ class RingConfig(BaseModel):
     Attributes:
         directory: Where the memory-mapped ring file lives; `/dev/shm` is
             fastest, a disk path survives a power cut.
-        size_mb: Size of the ring in MiB.
-        slot_kb: Size of one slot in KiB: the largest Arrow batch (one
-            document, or up to 1000 event rows) must fit in it.
+        size_mb: Size of the ring in MiB (pre-faulted at start).
+        slot_kb: Size of one slot in KiB: every document, and one event
+            row of the widest stream (a 16384-sample trace is 64 KiB as
+            float32), must fit in it; event batches are cut to fit.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     directory: Path = Path("/dev/shm")
-    size_mb: int = Field(default=64, ge=1, le=65536)
-    slot_kb: int = Field(default=1024, ge=4, le=1048576)
+    size_mb: int = Field(default=256, ge=1, le=65536)
+    slot_kb: int = Field(default=256, ge=4, le=1048576)
 
 
 class StorageConfig(BaseModel):
@@ -395,6 +416,9 @@ class Profile(BaseModel):
         tiled: Where runs are catalogued.
         ring: The ring buffer settings.
         storage: The HDF5 sink settings.
+        simulation: Simulated instruments the session starts before it
+            builds the devices (their endpoints fill `${sim.NAME}` in
+            device params); none by default.
         connect_timeout: Seconds to wait for each device to connect.
     """
 
@@ -410,7 +434,8 @@ class Profile(BaseModel):
     tiled: TiledConfig = Field(default_factory=lambda: TiledConfig())
     ring: RingConfig = Field(default_factory=lambda: RingConfig())
     storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
-    connect_timeout: float = Field(10.0, gt=0)
+    simulation: SimulationConfig | None = None
+    connect_timeout: float = Field(default=10.0, gt=0)
     _directory: Path = PrivateAttr(default_factory=Path.cwd)
 
     @property

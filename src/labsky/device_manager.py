@@ -18,6 +18,8 @@ from ophyd_async.core import Device
 
 from labsky.config import DeviceDeclaration
 from labsky.devices import device_kinds
+from labsky.devices.link_device import Disconnectable
+from labsky.placeholders import PlaceholderError, substitute
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +48,14 @@ class BuildResult:
         errors: Devices that failed, by name.
         mocked: Names of the devices connected in mock mode.
         skipped: Names declared with `skip: true`.
+        params: The params each device was built with (placeholders filled).
     """
 
     devices: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, DeviceError] = field(default_factory=dict)
     mocked: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def build_order(decls: Mapping[str, DeviceDeclaration]) -> list[str]:
@@ -75,6 +79,7 @@ def build_order(decls: Mapping[str, DeviceDeclaration]) -> list[str]:
 def _build(
     decls: Mapping[str, DeviceDeclaration],
     fixtures: Mapping[str, Any],
+    variables: Mapping[str, str],
     result: BuildResult,
 ) -> None:
     kinds = device_kinds()
@@ -97,28 +102,34 @@ def _build(
             for slot in kind.dependencies
         }
         try:
-            obj = kind.factory(decl.params, **arguments)
+            params = substitute(decl.params, variables)
+            obj = kind.factory(params, **arguments)
+        except PlaceholderError as exc:
+            result.errors[name] = DeviceError(decl, f"could not be built: {exc}", None)
+            continue
         except Exception as exc:  # noqa: BLE001 - reported per device
             result.errors[name] = DeviceError(decl, "could not be built", exc)
             continue
+        result.params[name] = params
         if isinstance(obj, Device):
             obj.set_name(name)
         result.devices[name] = obj
 
 
 async def _connect_one(
-    decl: DeviceDeclaration, device: Device, mock: bool, timeout: float
+    decl: DeviceDeclaration, device: Device, params: Any, mock: bool, timeout: float
 ) -> None:
     kind = device_kinds()[decl.kind]
     await device.connect(mock=mock, timeout=timeout)
     if kind.after_connect is not None and not mock:
-        await kind.after_connect(device, decl.params)
+        await kind.after_connect(device, params)
 
 
 async def build_and_connect(
     decls: Mapping[str, DeviceDeclaration],
     *,
     fixtures: Mapping[str, Any],
+    variables: Mapping[str, str] | None = None,
     mock: bool = False,
     timeout: float = 10.0,
 ) -> BuildResult:
@@ -129,6 +140,8 @@ async def build_and_connect(
     Args:
         decls: Declarations by name.
         fixtures: Session objects factories may ask for by argument name.
+        variables: Values of `${name}` placeholders in params (simulator
+            endpoints).
         mock: Mock flag for declarations that do not set their own.
         timeout: Seconds each device may take to connect.
 
@@ -136,11 +149,16 @@ async def build_and_connect(
         The devices that work and the errors of those that do not.
     """
     result = BuildResult()
-    _build(decls, fixtures, result)
+    _build(decls, fixtures, variables or {}, result)
     names = [n for n, d in result.devices.items() if isinstance(d, Device)]
     flags = {n: mock if decls[n].mock is None else bool(decls[n].mock) for n in names}
     outcomes = await asyncio.gather(
-        *(_connect_one(decls[n], result.devices[n], flags[n], timeout) for n in names),
+        *(
+            _connect_one(
+                decls[n], result.devices[n], result.params[n], flags[n], timeout
+            )
+            for n in names
+        ),
         return_exceptions=True,
     )
     for name, outcome in zip(names, outcomes, strict=True):
@@ -157,3 +175,14 @@ async def build_and_connect(
     for error in result.errors.values():
         logger.error("%s", error)
     return result
+
+
+async def disconnect_all(devices: Mapping[str, Any]) -> None:
+    """Close the instrument links of devices that hold one (at session end)."""
+    for name, device in devices.items():
+        if not isinstance(device, Disconnectable):
+            continue
+        try:
+            await device.disconnect()
+        except Exception as exc:  # noqa: BLE001 - closing: report and go on
+            logger.warning("%s did not disconnect cleanly: %s", name, exc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,18 @@ from labsky.config import (
     load_devices,
     load_profile,
 )
-from labsky.device_manager import BuildResult, DeviceError, build_and_connect
+from labsky.device_manager import (
+    BuildResult,
+    DeviceError,
+    build_and_connect,
+    disconnect_all,
+)
 from labsky.metadata import PersistentMetadata
-from labsky.pipeline import DataPipeline, ring_path
+from labsky.pipeline import CatalogAddress, DataPipeline, ring_path
 from labsky.plan_arguments import bind_plan_arguments
 from labsky.plan_loader import PlanModule, load_plan_module
 from labsky.plans import BLUESKY_PLANS, LABSKY_PLANS
+from labsky.sim import SimulatorHost
 from labsky.tiled_service import LocalTiled, remote_client, runs_container
 
 logger = logging.getLogger(__name__)
@@ -63,6 +70,8 @@ class Session:
         tiled: The embedded Tiled server, if the profile asked for one.
         runs: The Tiled container runs are written to, if any.
         pipeline: Ring buffer, HDF5 sink and Tiled registrar of the runs.
+        simulators: The simulated instruments, if the profile has any
+            (`session.simulators["meter"]`, faults via `set_fault`).
     """
 
     profile: Profile
@@ -77,6 +86,7 @@ class Session:
     tiled: LocalTiled | None = None
     runs: Any = None
     pipeline: DataPipeline | None = None
+    simulators: SimulatorHost | None = None
     _tokens: list[int] = field(default_factory=list)
 
     @property
@@ -158,6 +168,11 @@ class Session:
             for problem in module.problems:
                 lines.append(f"  PLAN PROBLEM  {problem}")
         lines.append(f"  plans: {', '.join(sorted(self.plans))}")
+        if self.simulators is not None:
+            simulated = ", ".join(
+                f"{n} ({e})" for n, e in self.simulators.endpoints.items()
+            )
+            lines.append(f"  simulated instruments: {simulated}")
         if self.tiled is not None:
             lines.append(f"  tiled: {self.tiled.url} (api key {self.tiled.api_key})")
         return "\n".join(lines)
@@ -180,6 +195,14 @@ class Session:
             self.tiled.close()
             self.tiled = None
         loop = run_engine.loop
+        if loop.is_running() and self.devices:
+            try:
+                call_in_bluesky_event_loop(disconnect_all(self.devices), timeout=10)
+            except Exception as exc:  # noqa: BLE001 - closing: report and go on
+                logger.warning("devices did not disconnect: %s", exc)
+        if self.simulators is not None:
+            self.simulators.close()
+            self.simulators = None
         if loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
             thread = getattr(run_engine, "_th", None)
@@ -246,14 +269,26 @@ def _load_plans(
     return plans, modules
 
 
-def _connect_tiled(profile: Profile, data_dir: Path) -> tuple[LocalTiled | None, Any]:
+def _launch_catalog(
+    profile: Profile, data_dir: Path
+) -> tuple[LocalTiled | None, CatalogAddress | None]:
+    """Start the embedded Tiled server (without waiting), or name the remote one."""
     uri = profile.tiled.uri
+    container = profile.tiled.container
     if uri is None:
         return None, None
     if uri == "embedded":
-        server = LocalTiled(data_dir)
-        return server, runs_container(server.client(), profile.tiled.container)
-    return None, runs_container(remote_client(profile.tiled), profile.tiled.container)
+        server = LocalTiled(data_dir, wait=False)
+        return server, CatalogAddress(server.url, server.api_key, container)
+    key = os.environ.get(profile.tiled.api_key_env)
+    return None, CatalogAddress(uri, key, container)
+
+
+def _runs_client(profile: Profile, server: LocalTiled | None) -> Any:
+    if server is not None:
+        server.wait_ready()
+        return runs_container(server.client(), profile.tiled.container)
+    return runs_container(remote_client(profile.tiled), profile.tiled.container)
 
 
 def start(
@@ -265,6 +300,10 @@ def start(
     progress: bool | None = None,
 ) -> Session:
     """Build the session described by a profile.
+
+    The slow parts start first and come up while the devices connect: the
+    embedded Tiled server (a child process) and the storage worker (another,
+    which also recovers runs a crashed session left open).
 
     Args:
         profile: A profile directory, its `profile.yaml`, or a `Profile`.
@@ -296,16 +335,38 @@ def start(
     detector_dir = data_dir / "detectors"
     detector_dir.mkdir(exist_ok=True)
 
-    run_engine = _run_engine(data_dir, profile.metadata, profile.name)
-    fixtures = {
-        "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)
-    }
-    built: BuildResult = call_in_bluesky_event_loop(
-        build_and_connect(
-            decls, fixtures=fixtures, mock=profile.mock, timeout=profile.connect_timeout
-        ),
-        timeout=None,
+    server, catalog = _launch_catalog(profile, data_dir) if tiled else (None, None)
+    pipeline = DataPipeline(
+        ring_path(profile.ring, profile.name, data_dir),
+        data_dir / "runs",
+        ring=profile.ring,
+        storage=profile.storage,
+        catalog=catalog,
     )
+    simulators = None
+    try:
+        run_engine = _run_engine(data_dir, profile.metadata, profile.name)
+        fixtures = {
+            "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)
+        }
+        simulators = _start_simulators(profile)
+        built: BuildResult = call_in_bluesky_event_loop(
+            build_and_connect(
+                decls,
+                fixtures=fixtures,
+                variables=simulators.variables() if simulators else {},
+                mock=profile.mock,
+                timeout=profile.connect_timeout,
+            ),
+            timeout=None,
+        )
+    except BaseException:
+        pipeline.close()
+        if server is not None:
+            server.close()
+        if simulators is not None:
+            simulators.close()
+        raise
     plans, modules = _load_plans(profile)
     session = Session(
         profile=profile,
@@ -317,30 +378,35 @@ def start(
         plan_modules=modules,
         groups=_groups(decls),
         mocked=built.mocked,
+        tiled=server,
+        pipeline=pipeline,
+        simulators=simulators,
     )
     baseline = session.group("baseline")
     if baseline:
         run_engine.preprocessors.append(SupplementalData(baseline=baseline))
     session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
     try:
-        if tiled:
-            session.tiled, session.runs = _connect_tiled(profile, data_dir)
-        session.pipeline = DataPipeline.open(
-            ring_path(profile.ring, profile.name, data_dir),
-            session.runs_dir,
-            ring=profile.ring,
-            storage=profile.storage,
-            runs=session.runs,
-        )
+        if catalog is not None:
+            session.runs = _runs_client(profile, server)
+        pipeline.start()
     except Exception:
         session.close()
         raise
-    session._tokens.append(run_engine.subscribe(session.pipeline.writer))
+    session._tokens.append(run_engine.subscribe(pipeline.writer))
     atexit.register(session.close)  # drain the sink even if nobody closes it
-    if session.pipeline.recovered.runs:
-        logger.warning("%s", session.pipeline.recovered)
+    if pipeline.recovered.runs:
+        logger.warning("%s", pipeline.recovered)
     logger.info("%s", session.summary())
     return session
+
+
+def _start_simulators(profile: Profile) -> SimulatorHost | None:
+    if profile.simulation is None or not profile.simulation.instruments:
+        return None
+    host = SimulatorHost(profile.simulation).start()
+    logger.info("simulated instruments: %s", host.endpoints)
+    return host
 
 
 def _no_tty(progress: bool | None) -> bool | None:

@@ -18,6 +18,8 @@ CELLS = [
     'print("RESULT", res.exit_status)',
     "%mov rotator 12.5",
     'print("ROT", await rotator.user_readback.get_value())',
+    "%mov polarizer 30",
+    'print("POL", round(await polarizer.position.get_value(), 2))',
     'print("NAMES", sorted(set(devices) & set(globals())), "raster" in plans)',
 ]
 
@@ -50,5 +52,9 @@ def test_sim_profile_prompt(tmp_path):
     assert "stage.x" in out and "rotator" in out  # %wa table
     assert "RESULT success" in out
     assert "ROT 12.5" in out
-    assert "NAMES ['cam', 'pdet', 'rotator', 'stage', 'world'] True" in out
+    assert "POL 30.0" in out  # the ELL14 driver, through its simulator's pty
+    assert (
+        "NAMES ['cam', 'elliptec', 'laser', 'meter', 'pdet', 'polarizer', 'rotator', "
+        "'sample', 'stage', 'world'] True" in out
+    )
     assert "DONE" in out

@@ -174,7 +174,10 @@ def test_profile_unknown_setting(tmp_path):
 def test_profile_paths_resolve_against_its_directory():
     profile = load_profile(REPO / "profiles" / "sim")
     assert profile.name == "sim"
-    assert profile.device_files == [REPO / "devices" / "sim.yaml"]
+    assert profile.device_files == [
+        REPO / "devices" / "sim.yaml",
+        REPO / "devices" / "sim-table.yaml",
+    ]
     assert all(p.is_file() for p in profile.plan_files)
 
 

@@ -33,10 +33,10 @@ def exploding(params: registry.NoParams) -> Unreachable:
 
 @pytest.fixture
 def extra_kinds(monkeypatch):
-    original = registry._sim_kinds
+    original = registry._all_kinds
     monkeypatch.setattr(
         registry,
-        "_sim_kinds",
+        "_all_kinds",
         lambda: [
             *original(),
             DeviceKind("unreachable", unreachable),
@@ -91,17 +91,17 @@ devices:
 def test_dependents_of_a_failed_device_are_not_built(
     tmp_path, extra_kinds, monkeypatch
 ):
-    from labsky.devices import sim
+    registry_all = registry._all_kinds()
 
     def broken(params):
         raise RuntimeError("world is broken")
 
     monkeypatch.setattr(
         registry,
-        "_sim_kinds",
+        "_all_kinds",
         lambda: [
             k if k.name != "sim_pattern" else DeviceKind("sim_pattern", broken)
-            for k in sim.SIM_KINDS
+            for k in registry_all
         ],
     )
     profile = profile_with(

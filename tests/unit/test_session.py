@@ -10,7 +10,7 @@ def test_sim_session_runs_a_scan_with_baseline(labsky_session, collect_documents
     session = labsky_session(SIM, tiled=False)
     assert session.device_errors == {}
     assert {"stage", "rotator", "pdet", "cam", "world"} <= set(session.devices)
-    assert session.groups["detectors"] == ["pdet", "cam"]
+    assert session.groups["detectors"] == ["pdet", "cam", "meter"]
     assert {"raster", "angle_scan", "count", "peak_scan"} <= set(session.plans)
 
     session.run_engine.subscribe(collect_documents)
@@ -30,7 +30,10 @@ def test_sim_session_runs_a_scan_with_baseline(labsky_session, collect_documents
     baseline = next(
         d for d in collect_documents.of("descriptor") if d["name"] == "baseline"
     )
-    assert "rotator" in baseline["data_keys"]
+    # every instrument of the simulated table is in the baseline
+    assert {"rotator", "polarizer", "sample-x", "laser", "meter-power"} <= set(
+        baseline["data_keys"]
+    )
 
 
 def test_camera_frames_reach_hdf5(labsky_session, collect_documents):

@@ -55,10 +55,20 @@ class DeviceKind:
         return tuple(parameters[1:])
 
 
-def _sim_kinds() -> list[DeviceKind]:
-    from labsky.devices.sim import SIM_KINDS
+#: Modules whose `KINDS` make up the registry.
+KIND_MODULES = (
+    "labsky.devices.sim",
+    "labsky.devices.elliptec",
+    "labsky.devices.newport",
+    "labsky.devices.spectra_physics",
+    "labsky.devices.declarative",
+)
 
-    return list(SIM_KINDS)
+
+def _all_kinds() -> list[DeviceKind]:
+    from importlib import import_module
+
+    return [kind for module in KIND_MODULES for kind in import_module(module).KINDS]
 
 
 def device_kinds() -> dict[str, DeviceKind]:
@@ -68,7 +78,7 @@ def device_kinds() -> dict[str, DeviceKind]:
     labsky ships and tests, never an arbitrary import path.
     """
     kinds: dict[str, DeviceKind] = {}
-    for kind in _sim_kinds():
+    for kind in _all_kinds():
         if kind.name in kinds:  # pragma: no cover - guarded by tests
             raise RuntimeError(f"device kind {kind.name!r} registered twice")
         kinds[kind.name] = kind

@@ -26,10 +26,10 @@ class SimMotorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    units: str = Field("mm", description="Engineering units of the position.")
-    initial_value: float = Field(0.0, description="Position at start.")
+    units: str = Field(default="mm", description="Engineering units of the position.")
+    initial_value: float = Field(default=0.0, description="Position at start.")
     velocity: float = Field(
-        0.0,
+        default=0.0,
         ge=0.0,
         description="Speed in units per second; 0 moves instantly.",
     )
@@ -41,7 +41,9 @@ class SimStageParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     velocity: float = Field(
-        0.0, ge=0.0, description="Speed of both axes in mm/s; 0 moves instantly."
+        default=0.0,
+        ge=0.0,
+        description="Speed of both axes in mm/s; 0 moves instantly.",
     )
 
 
@@ -50,9 +52,9 @@ class SimPointDetectorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_channels: int = Field(3, ge=1, le=16, description="Number of channels.")
+    num_channels: int = Field(default=3, ge=1, le=16, description="Number of channels.")
     acquire_time: float = Field(
-        0.01, ge=0.0, description="Integration time per reading in seconds."
+        default=0.01, ge=0.0, description="Integration time per reading in seconds."
     )
 
 
@@ -105,7 +107,7 @@ async def _configure_point_detector(
     await device.acquire_time.set(params.acquire_time)
 
 
-SIM_KINDS = (
+KINDS = (
     DeviceKind(
         "sim_pattern",
         sim_pattern,
