@@ -94,6 +94,7 @@ def check(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     problems = [p for f in prof.plan_files for p in load_plan_module(f).problems]
+    problems += _placeholder_problems(prof, decls)
     typer.echo(
         f"profile {prof.name}: {len(decls)} devices, {len(prof.plan_files)} plan files"
     )
@@ -110,6 +111,22 @@ def check(
     if problems:
         raise typer.Exit(1)
     typer.echo("ok")
+
+
+def _placeholder_problems(prof: Any, decls: Any) -> list[str]:
+    """Declarations naming simulators the profile does not have."""
+    from labsky.placeholders import placeholders
+
+    simulated = set(prof.simulation.instruments) if prof.simulation else set()
+    problems = []
+    for decl in decls.values():
+        for name in sorted(placeholders(decl.params)):
+            if name.startswith("sim.") and name[4:] not in simulated:
+                problems.append(
+                    f"{decl.source}: devices.{decl.name}.params: ${{{name}}} names no "
+                    "simulator of this profile's `simulation.instruments`"
+                )
+    return problems
 
 
 def _print_kinds() -> None:
@@ -285,6 +302,50 @@ def schema(
     for name, content in schemas.items():
         (out / f"{name}.schema.json").write_text(json.dumps(content, indent=2) + "\n")
     typer.echo(f"wrote {out}/devices.schema.json and {out}/profile.schema.json")
+
+
+@app.command()
+def sim(
+    profile: ProfileArg,
+    links: Annotated[
+        Path | None,
+        typer.Option(
+            help="Make DIR/NAME a symlink to each simulated serial port, so "
+            "another process can use stable port names."
+        ),
+    ] = None,
+) -> None:
+    """Run a profile's simulated instruments in the foreground (Ctrl-C stops)."""
+    import signal
+    import threading
+
+    from labsky.config import ConfigError, load_profile
+    from labsky.sim import SimulatorHost
+
+    _logging()
+    try:
+        prof = load_profile(find_profile(profile))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if prof.simulation is None or not prof.simulation.instruments:
+        raise _fail(f"profile {prof.name} has no `simulation.instruments`", 2)
+    config = prof.simulation
+    if links is not None:
+        config = config.model_copy(deep=True)
+        for name, declaration in config.instruments.items():
+            if hasattr(declaration.params, "link"):
+                declaration.params.link = links.resolve() / name
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with SimulatorHost(config) as host:
+        for name, endpoint in host.endpoints.items():
+            typer.echo(f"{name:<16} {endpoint}")
+        typer.echo("simulating; Ctrl-C to stop")
+        sys.stdout.flush()
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
 
 
 ring_app = typer.Typer(help="Inspect the Arrow ring buffer.", no_args_is_help=True)

@@ -394,7 +394,7 @@ class StorageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    flush_seconds: float = Field(default=0.25, gt=0, le=60)
+    flush_seconds: float = Field(default=0.1, gt=0, le=60)
     block_rows: int = Field(default=65536, ge=1)
 
 

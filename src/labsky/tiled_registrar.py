@@ -125,12 +125,12 @@ class TiledRegistrar:
     Args:
         runs: A Tiled client of the container (a CatalogOfBlueskyRuns) that
             holds the runs.
-        min_interval: Shortest time between two row updates of a stream (row
-            updates are HTTP requests made in this process; fewer of them
-            leave more time to the RunEngine).
+        min_interval: Shortest time between two row updates of a stream
+            (each is an HTTP request per key; the registrar runs in the
+            storage worker, so they cost the RunEngine nothing).
     """
 
-    def __init__(self, runs: Any, min_interval: float = 0.5):
+    def __init__(self, runs: Any, min_interval: float = 0.2):
         from bluesky_tiled_plugins import TiledWriter
 
         self.runs = runs

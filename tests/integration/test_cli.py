@@ -119,3 +119,43 @@ def test_demo_end_to_end(tmp_path):
         np.testing.assert_array_equal(frames.read()[:, 0], on_disk)
     finally:
         server.close()
+
+
+def test_check_finds_placeholders_naming_no_simulator(tmp_path):
+    (tmp_path / "devices.yaml").write_text(
+        "devices:\n  meter:\n    kind: newport1830c\n    params: {port: '${sim.metre}'}\n"
+    )
+    (tmp_path / "profile.yaml").write_text(
+        "devices: [devices.yaml]\nsimulation:\n  instruments: {meter: {kind: newport1830c}}\n"
+    )
+    result = labsky("check", str(tmp_path))
+    assert result.returncode == 1
+    assert (
+        f"{tmp_path / 'devices.yaml'}:2: devices.meter.params: ${{sim.metre}}"
+        in result.stderr
+    )
+
+
+def test_sim_serves_a_profiles_instruments_to_other_processes(tmp_path):
+    import serial
+
+    links = tmp_path / "ports"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labsky", "sim", "sim", "--links", str(links)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [process.stdout.readline() for _ in range(5)]
+        assert lines[-1].startswith("simulating")
+        assert lines[3].split() == ["meter", str(links / "meter")]
+        with serial.Serial(
+            str(links / "esp300"), 19200, rtscts=True, timeout=2
+        ) as port:
+            port.write(b"VE?\r\n")
+            assert port.readline().startswith(b"ESP300 Version")
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert not (links / "meter").exists()  # links removed on the way out

@@ -72,6 +72,8 @@ class LinkConnector(DeviceConnector):
         self, device: Device, timeout: float, force_reconnect: bool
     ) -> None:
         """Open the endpoint and run the handshake, then connect the signals."""
+        if isinstance(self.endpoint, Link) and device.name:
+            self.endpoint.label = device.name  # its own link: messages name it
         try:
             await asyncio.wait_for(self._greet(force_reconnect), timeout)
         except TimeoutError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 import bluesky.plans as bp
 
 from labsky.plans.alignment import peak_scan
+from labsky.plans.optics import fit_malus, polarization_scan, wavelength_scan
 
 #: bluesky's standard plans exposed by name in every session.
 BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
@@ -28,6 +29,17 @@ BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
 }
 
 #: labsky's own general plans.
-LABSKY_PLANS: dict[str, Callable[..., Any]] = {"peak_scan": peak_scan}
+LABSKY_PLANS: dict[str, Callable[..., Any]] = {
+    "peak_scan": peak_scan,
+    "polarization_scan": polarization_scan,
+    "wavelength_scan": wavelength_scan,
+}
 
-__all__ = ["BLUESKY_PLANS", "LABSKY_PLANS", "peak_scan"]
+__all__ = [
+    "BLUESKY_PLANS",
+    "LABSKY_PLANS",
+    "fit_malus",
+    "peak_scan",
+    "polarization_scan",
+    "wavelength_scan",
+]

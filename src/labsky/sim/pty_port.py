@@ -106,6 +106,7 @@ class PtyPort:
         self._slave = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._noise = np.random.default_rng()
+        self._line_free = 0.0  # loop time when the line is free to send again
 
     def open(self, loop: asyncio.AbstractEventLoop) -> str:
         """Create the pty and start listening; return the slave's path."""
@@ -157,9 +158,16 @@ class PtyPort:
         return size * bits / self.expected.baudrate
 
     def send(self, data: bytes, delay: float = 0.0) -> None:
-        """Send bytes to the driver after `delay` plus their time on the wire."""
+        """Send bytes to the driver after `delay` plus their time on the wire.
+
+        Replies leave in the order they were sent, one after the other, as
+        on a real line: a short reply never overtakes a long one.
+        """
         assert self._loop is not None
-        self._loop.call_later(delay + self.wire_time(len(data)), self._write, data)
+        now = self._loop.time()
+        start = max(now + delay, self._line_free)
+        self._line_free = start + self.wire_time(len(data))
+        self._loop.call_at(self._line_free, self._write, data)
 
     def _write(self, data: bytes) -> None:
         if self._master < 0 or self.fault in (Fault.SILENT, Fault.DISCONNECT):

@@ -3,8 +3,6 @@ import time
 
 import bluesky.plans as bp
 import numpy as np
-import pytest
-from bluesky import RunEngine
 from event_model import pack_event_page
 from ophyd_async.core import init_devices
 from ophyd_async.sim import PatternGenerator, SimMotor, SimPointDetector
@@ -12,14 +10,6 @@ from ophyd_async.sim import PatternGenerator, SimMotor, SimPointDetector
 from labsky.callbacks.ring_writer import RingWriter
 from labsky.ring import RingBuffer, RingReader
 from labsky.testing import DocumentCollector, validate_document
-
-
-@pytest.fixture
-def run_engine():
-    run_engine = RunEngine({}, call_returns_result=True)
-    yield run_engine
-    run_engine.loop.call_soon_threadsafe(run_engine.loop.stop)
-    run_engine._th.join()
 
 
 def read_log(path):

@@ -25,6 +25,16 @@ from labsky.transports import LineSettings, ReplyError, SerialSettings
 SignalType = Literal["float", "int", "bool", "str", "enum"]
 ReadAs = Literal["hinted", "normal", "config", "none"]
 
+
+def _regex(pattern: str) -> str:
+    """Check that a regular expression compiles (as a validation error)."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+    return pattern
+
+
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TRUE = {"1", "on", "true", "yes"}
 _FALSE = {"0", "off", "false", "no"}
@@ -90,7 +100,7 @@ class Step(_Strict):
         if (self.send is None) == (self.query is None):
             raise ValueError("give exactly one of `send` or `query`")
         if self.expect is not None:
-            re.compile(self.expect)
+            _regex(self.expect)
         return self
 
 
@@ -113,9 +123,7 @@ class Parse(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            re.compile(value)
-        return value
+        return None if value is None else _regex(value)
 
 
 class SignalTable(_Strict):
@@ -209,9 +217,7 @@ class InstrumentTable(_Strict):
     @field_validator("errors")
     @classmethod
     def _patterns(cls, values: list[str]) -> list[str]:
-        for value in values:
-            re.compile(value)
-        return values
+        return [_regex(value) for value in values]
 
     @field_validator("signals")
     @classmethod
