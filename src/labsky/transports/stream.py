@@ -90,6 +90,7 @@ class _Buffered(asyncio.Protocol):
         self.buffer = bytearray()
         self.event = asyncio.Event()
         self.made = asyncio.Event()
+        self.gone = asyncio.Event()
         self.transport: asyncio.BaseTransport | None = None
         self.lost: BaseException | None = None
         self.is_lost = False
@@ -106,6 +107,7 @@ class _Buffered(asyncio.Protocol):
         self.is_lost = True
         self.lost = exc
         self.event.set()
+        self.gone.set()
 
 
 class StreamLink:
@@ -156,7 +158,10 @@ class StreamLink:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
-            await asyncio.sleep(0)  # let the transport release the port
+            try:  # the port is released when the transport says it is gone
+                await asyncio.wait_for(protocol.gone.wait(), 2.0)
+            except TimeoutError:
+                pass
 
     def _open_protocol(self, command: str) -> _Buffered:
         protocol = self._protocol

@@ -62,6 +62,15 @@ def test_ell14_moves_and_reads_back_the_mounts_position(
     run_engine(bps.mv(rotator.velocity, 50))
     assert call(rotator.velocity.get_value()) == 50
 
+    async def turn():
+        await rotator.move_relative(-30)
+        await rotator.jog(forward=True)  # the mount's 5 deg step
+        await rotator.home()
+
+    call(turn())
+    assert table.world.rotator("2").position() == pytest.approx(0, abs=0.005)
+    assert call(rotator.position.get_value()) == pytest.approx(0, abs=0.005)
+
 
 def test_three_mounts_on_one_bus_never_move_more_than_two_at_once(
     table, run_engine, connect_devices

@@ -170,6 +170,20 @@ class Ell14(StandardReadable, StandardMovable[float]):
         stopped = await self.bus.move(self.name, self.address, "ho", "0", 10.0)
         self._last = self._degrees(stopped)
 
+    @AsyncStatus.wrap
+    async def jog(self, forward: bool = True) -> None:
+        """Turn by the mount's jog step (5 deg unless reconfigured)."""
+        stopped = await self.bus.move(
+            self.name, self.address, "fw" if forward else "bw", "", 10.0
+        )
+        self._last = self._degrees(stopped)
+
+    @AsyncStatus.wrap
+    async def move_relative(self, degrees: float) -> None:
+        """Turn by `degrees` (negative: the other way) with one `mr` command."""
+        speed = FULL_SPEED * max(1, await self.velocity.get_value()) / 100
+        await self.rotate("mr", degrees, abs(degrees) / speed + MOVE_MARGIN)
+
     async def disconnect(self) -> None:
         """Close the bus (other mounts on it reopen it when they connect)."""
         await self.bus.disconnect()
