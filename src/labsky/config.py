@@ -33,7 +33,7 @@ from labsky.sim.host import SimulationConfig
 from labsky.yaml_source import Loc, YamlSource, YamlSyntaxError, load_yaml
 
 #: Objects the session provides to factories that ask for them by name.
-FIXTURES = frozenset({"path_provider"})
+FIXTURES = frozenset({"path_provider", "sim_world"})
 
 #: Names a device may not take because the IPython namespace already uses them.
 RESERVED_NAMES = frozenset(

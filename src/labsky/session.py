@@ -346,10 +346,11 @@ def start(
     simulators = None
     try:
         run_engine = _run_engine(data_dir, profile.metadata, profile.name)
-        fixtures = {
+        fixtures: dict[str, Any] = {
             "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)
         }
         simulators = _start_simulators(profile)
+        fixtures["sim_world"] = simulators.world if simulators else None
         built: BuildResult = call_in_bluesky_event_loop(
             build_and_connect(
                 decls,

@@ -54,7 +54,7 @@ def test_sim_profile_prompt(tmp_path):
     assert "ROT 12.5" in out
     assert "POL 30.0" in out  # the ELL14 driver, through its simulator's pty
     assert (
-        "NAMES ['cam', 'elliptec', 'laser', 'meter', 'pdet', 'polarizer', 'rotator', "
-        "'sample', 'stage', 'world'] True" in out
+        "NAMES ['cam', 'camera', 'elliptec', 'laser', 'meter', 'pdet', 'polarizer', "
+        "'pulser', 'rotator', 'sample', 'stage', 'world'] True" in out
     )
     assert "DONE" in out

@@ -10,7 +10,7 @@ def test_sim_session_runs_a_scan_with_baseline(labsky_session, collect_documents
     session = labsky_session(SIM, tiled=False)
     assert session.device_errors == {}
     assert {"stage", "rotator", "pdet", "cam", "world"} <= set(session.devices)
-    assert session.groups["detectors"] == ["pdet", "cam", "meter"]
+    assert session.groups["detectors"] == ["pdet", "cam", "meter", "camera"]
     assert {"raster", "angle_scan", "count", "peak_scan"} <= set(session.plans)
 
     session.run_engine.subscribe(collect_documents)

@@ -62,6 +62,8 @@ KIND_MODULES = (
     "labsky.devices.newport",
     "labsky.devices.spectra_physics",
     "labsky.devices.declarative",
+    "labsky.devices.pvcam",
+    "labsky.devices.pulse_generator",
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import bluesky.plans as bp
 
 from labsky.plans.alignment import peak_scan
+from labsky.plans.camera import exposure_series, fly_frames
 from labsky.plans.optics import fit_malus, polarization_scan, wavelength_scan
 
 #: bluesky's standard plans exposed by name in every session.
@@ -30,6 +31,8 @@ BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
 
 #: labsky's own general plans.
 LABSKY_PLANS: dict[str, Callable[..., Any]] = {
+    "exposure_series": exposure_series,
+    "fly_frames": fly_frames,
     "peak_scan": peak_scan,
     "polarization_scan": polarization_scan,
     "wavelength_scan": wavelength_scan,
@@ -38,7 +41,9 @@ LABSKY_PLANS: dict[str, Callable[..., Any]] = {
 __all__ = [
     "BLUESKY_PLANS",
     "LABSKY_PLANS",
+    "exposure_series",
     "fit_malus",
+    "fly_frames",
     "peak_scan",
     "polarization_scan",
     "wavelength_scan",

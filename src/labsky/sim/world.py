@@ -16,7 +16,9 @@ camera backend), so its state is plain floats and immutable moves.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
 from typing import Literal
 
 import numpy as np
@@ -167,6 +169,49 @@ class Laser:
         return self.power(now) if self.shutter_open else 0.0
 
 
+class TriggerLine:
+    """A TTL line: pulses (start time, width) that a camera waits for.
+
+    A pulse generator (or a test) schedules pulses; one listener takes them
+    in order, each once its start time has come.
+    """
+
+    def __init__(self) -> None:
+        self._pulses: deque[tuple[float, float]] = deque()
+        self._cond = threading.Condition()
+
+    def schedule(self, start: float, period: float, width: float, count: int) -> float:
+        """Add `count` pulses every `period` from `start` (monotonic s).
+
+        Returns:
+            When the last pulse ends.
+        """
+        with self._cond:
+            for i in range(count):
+                self._pulses.append((start + i * period, width))
+            self._cond.notify_all()
+        return start + (count - 1) * period + width
+
+    def clear(self) -> None:
+        """Forget pulses not taken yet."""
+        with self._cond:
+            self._pulses.clear()
+
+    def take(self, timeout: float, stop: threading.Event) -> tuple[float, float] | None:
+        """Wait for the next pulse to start; None on timeout or when `stop` is set."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not stop.is_set():
+                now = time.monotonic()
+                if self._pulses and self._pulses[0][0] <= now:
+                    return self._pulses.popleft()
+                wake = self._pulses[0][0] if self._pulses else deadline
+                if now >= deadline:
+                    return None
+                self._cond.wait(min(wake, deadline) - now + 1e-4)
+        return None
+
+
 class World:
     """The shared physical state of a simulated lab.
 
@@ -180,6 +225,11 @@ class World:
         self.laser = Laser(self.params.laser)
         self._rotators: dict[str, Axis] = {}
         self._stage: dict[int, Axis] = {}
+        self._lines: dict[str, TriggerLine] = {}
+
+    def trigger_line(self, name: str) -> TriggerLine:
+        """The trigger line `name`, created on first use."""
+        return self._lines.setdefault(name, TriggerLine())
 
     def rotator(self, address: str) -> Axis:
         """The rotation mount at an ELL14 address (degrees), created on first use."""
@@ -207,6 +257,10 @@ class World:
             else:  # a half-wave plate mirrors the polarisation about its axis
                 polarization = 2 * angle - polarization
         return transmitted
+
+    def camera_power(self, now: float | None = None) -> float:
+        """Optical power reaching the camera (W): what the pick-off leaves."""
+        return self.transmitted_power(now) * (1 - self.params.pickoff)
 
     def transmitted_power(self, now: float | None = None) -> float:
         """Beam power after the polarisation optics (W), without noise."""
