@@ -304,9 +304,48 @@ def schema(
     typer.echo(f"wrote {out}/devices.schema.json and {out}/profile.schema.json")
 
 
+def _simulation_for(name: str, port: int | None) -> Any:
+    """The simulation of a profile, or of one simulator kind (`redpitaya`)."""
+    from labsky.config import ConfigError, load_profile
+    from labsky.sim import SimulationConfig, simulator_kinds
+
+    kinds = simulator_kinds()
+    try:
+        path = find_profile(name)
+    except typer.BadParameter:
+        if name not in kinds:
+            raise _fail(
+                f"{name!r} is neither a profile nor a simulator "
+                f"({', '.join(sorted(kinds))})",
+                2,
+            ) from None
+        params: dict[str, Any] = {} if port is None else {"port": port}
+        return SimulationConfig.model_validate(
+            {"instruments": {name: {"kind": name, "params": params}}}
+        )
+    try:
+        prof = load_profile(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if prof.simulation is None or not prof.simulation.instruments:
+        raise _fail(f"profile {prof.name} has no `simulation.instruments`", 2)
+    if port is not None:
+        raise _fail("--port applies to one simulator (labsky sim redpitaya)", 2)
+    return prof.simulation
+
+
 @app.command()
 def sim(
-    profile: ProfileArg,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="A profile (its simulation section), or one simulator kind: "
+            "redpitaya, ell14, esp300, newport1830c, maitai."
+        ),
+    ],
+    port: Annotated[
+        int | None, typer.Option(help="TCP port of a network simulator (redpitaya).")
+    ] = None,
     links: Annotated[
         Path | None,
         typer.Option(
@@ -315,37 +354,116 @@ def sim(
         ),
     ] = None,
 ) -> None:
-    """Run a profile's simulated instruments in the foreground (Ctrl-C stops)."""
+    """Run simulated instruments in the foreground (Ctrl-C stops)."""
     import signal
     import threading
 
-    from labsky.config import ConfigError, load_profile
     from labsky.sim import SimulatorHost
 
     _logging()
-    try:
-        prof = load_profile(find_profile(profile))
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if prof.simulation is None or not prof.simulation.instruments:
-        raise _fail(f"profile {prof.name} has no `simulation.instruments`", 2)
-    config = prof.simulation
+    config = _simulation_for(name, port)
     if links is not None:
         config = config.model_copy(deep=True)
-        for name, declaration in config.instruments.items():
+        for sim_name, declaration in config.instruments.items():
             if hasattr(declaration.params, "link"):
-                declaration.params.link = links.resolve() / name
+                declaration.params.link = links.resolve() / sim_name
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SimulatorHost(config) as host:
-        for name, endpoint in host.endpoints.items():
-            typer.echo(f"{name:<16} {endpoint}")
+        for sim_name, endpoint in host.endpoints.items():
+            typer.echo(f"{sim_name:<16} {endpoint}")
         typer.echo("simulating; Ctrl-C to stop")
         sys.stdout.flush()
         try:
             stop.wait()
         except KeyboardInterrupt:
             pass
+
+
+ioc_app = typer.Typer(
+    help="Own an instrument and serve it to other processes over Channel Access.",
+    no_args_is_help=True,
+)
+app.add_typer(ioc_app, name="ioc")
+
+
+def _settings_option(values: list[str]) -> dict[str, Any]:
+    from labsky.devices.redpitaya import check_setting
+
+    settings = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise _fail(f"--set {item!r}: write NAME=VALUE (asg1.frequency=1e6)", 2)
+        try:
+            settings[key.strip()] = check_setting(key.strip(), _parse_value(text))
+        except ValueError as exc:
+            raise _fail(f"--set {item}: {exc}", 2) from None
+    return settings
+
+
+@ioc_app.command("redpitaya")
+def ioc_redpitaya(
+    host: Annotated[
+        str | None,
+        typer.Option(help="The board: host, host:port or a VISA resource."),
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="PV prefix.")] = "RP:",
+    simulate: Annotated[
+        bool, typer.Option("--sim", help="Own a simulated board (no --host).")
+    ] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="NAME=VALUE applied at start (repeatable)."),
+    ] = None,
+    interface: Annotated[
+        list[str] | None,
+        typer.Option(help="Address to serve on (repeatable; default all)."),
+    ] = None,
+    scan_rate: Annotated[
+        float, typer.Option(help="Polls per second of slow inputs and the PID.")
+    ] = 10.0,
+) -> None:
+    """Serve a Red Pitaya's scope, generators, PID and I/O as PVs."""
+    import asyncio
+    import contextlib
+
+    from labsky.ioc.redpitaya import run_ioc
+
+    _logging()
+    logging.getLogger("labsky.ioc").setLevel(logging.INFO)
+    if (host is None) == (not simulate):
+        raise _fail("give --host HOST (a board) or --sim (a simulated one)", 2)
+    initial = _settings_option(settings or [])
+    with contextlib.ExitStack() as stack:
+        if simulate:
+            from labsky.sim import SimulatorHost
+
+            config = _simulation_for("redpitaya", None)
+            sim_host = stack.enter_context(SimulatorHost(config))
+            host = sim_host.endpoints["redpitaya"]
+            typer.echo(f"simulated board at {host}")
+        assert host is not None
+
+        async def main() -> None:
+            ready = asyncio.Event()
+            task = asyncio.create_task(
+                run_ioc(host, prefix, initial, interface, scan_rate, ready)
+            )
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if ready.is_set():
+                typer.echo(f"serving {host} as {prefix}*; Ctrl-C to stop")
+                sys.stdout.flush()
+            waiter.cancel()
+            await task
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # noqa: BLE001 - the CLI reports, not a traceback
+            raise _fail(f"ioc redpitaya: {exc}") from None
 
 
 ring_app = typer.Typer(help="Inspect the Arrow ring buffer.", no_args_is_help=True)

@@ -64,6 +64,7 @@ KIND_MODULES = (
     "labsky.devices.declarative",
     "labsky.devices.pvcam",
     "labsky.devices.pulse_generator",
+    "labsky.devices.redpitaya",
 )
 
 

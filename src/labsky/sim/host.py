@@ -44,8 +44,9 @@ def simulator_kinds() -> dict[str, Any]:
     from labsky.sim.esp300 import Esp300Sim
     from labsky.sim.maitai import MaiTaiSim
     from labsky.sim.newport1830c import Newport1830cSim
+    from labsky.sim.redpitaya import RedPitayaSim
 
-    classes = (Ell14Sim, Esp300Sim, Newport1830cSim, MaiTaiSim)
+    classes = (Ell14Sim, Esp300Sim, Newport1830cSim, MaiTaiSim, RedPitayaSim)
     return {cls.kind: cls for cls in classes}
 
 

@@ -62,6 +62,10 @@ class Link(Protocol):
         """Send a command that has no reply."""
         ...
 
+    async def query_block(self, command: str, timeout: float | None = None) -> bytes:
+        """Send a query answered by a binary block (`#<d><len><bytes>`)."""
+        ...
+
 
 def is_visa_resource(address: str) -> bool:
     """Whether `address` is a VISA resource name rather than a port or URL."""

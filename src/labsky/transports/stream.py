@@ -300,6 +300,36 @@ class StreamLink:
         async with self.lock:
             await self.write(command)
 
+    async def query_block(self, command: str, timeout: float | None = None) -> bytes:
+        """Send a query answered by an IEEE 488.2 block (`#<d><len><bytes>`).
+
+        Returns:
+            The block's bytes (the read terminator after it is consumed).
+
+        Raises:
+            ReplyError: If the reply is not a definite-length block.
+        """
+        async with self.lock:
+            self.discard_input()
+            await self.write(command)
+            head = await self.read_exactly(2, timeout, command)
+            digits = head[1:2]
+            if head[:1] != b"#" or not digits.isdigit() or digits == b"0":
+                rest = self.discard_input()[:40]
+                raise ReplyError(
+                    f"{self.label}: expected a binary block (#<digits><length>) in "
+                    f"reply to {command!r}, got {head + rest!r}; is the data "
+                    "format binary?"
+                )
+            length = await self.read_exactly(int(digits), timeout, command)
+            if not length.isdigit():
+                raise ReplyError(
+                    f"{self.label}: bad block length {length!r} in reply to {command!r}"
+                )
+            data = await self.read_exactly(int(length), timeout, command)
+            await self.read_until(self._terminator, timeout, command)
+            return data
+
 
 class SerialLink(StreamLink):
     """A serial port (or a pyserial URL such as `socket://host:port`).

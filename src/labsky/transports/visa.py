@@ -115,6 +115,34 @@ class VisaLink:
                 f"{self.line.encoding} text ({exc})"
             ) from None
 
+    def _block(self, command: str, timeout: float | None) -> bytes:
+        import pyvisa
+
+        resource = self._resource
+        if resource is None:
+            raise LinkClosedError(f"{self.label}: {command!r} sent while not connected")
+        resource.timeout = (self.line.timeout if timeout is None else timeout) * 1000
+        try:
+            values = resource.query_binary_values(
+                command, datatype="B", container=bytes, expect_termination=True
+            )
+        except pyvisa.errors.VisaIOError as exc:
+            raise InstrumentTimeoutError(
+                f"{self.label}: no block in reply to {command!r} from "
+                f"{self.address} within {resource.timeout / 1000:g} s; {self.hint}"
+            ) from exc
+        except ValueError as exc:  # pyvisa: not a block
+            raise ReplyError(
+                f"{self.label}: expected a binary block in reply to {command!r}: "
+                f"{exc}; is the data format binary?"
+            ) from None
+        return bytes(values)
+
+    async def query_block(self, command: str, timeout: float | None = None) -> bytes:
+        """Send a query answered by an IEEE 488.2 block; return its bytes."""
+        async with self.lock:
+            return await self._call(self._block, command, timeout)
+
     async def query(self, command: str, timeout: float | None = None) -> str:
         """Send a command and return its reply."""
         async with self.lock:

@@ -1,0 +1,174 @@
+"""The stock Red Pitaya SCPI server, spoken over a `Link`.
+
+Set commands are silent on the board, so each is sent as `COMMAND;*STB?`:
+one round trip that both sends it and tells (status bit 2) whether the
+error queue holds something, which is then read with `SYST:ERR?` and
+raised with the board's own text. A failing query is also silent; when one
+times out the error queue says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from labsky.devices.redpitaya._settings import TriggerSource, Units
+from labsky.transports import (
+    InstrumentRefusedError,
+    InstrumentTimeoutError,
+    Link,
+    ReplyError,
+)
+
+logger = logging.getLogger(__name__)
+
+F_CLOCK = 125e6
+SAMPLES = 16384
+HALF = SAMPLES // 2
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One acquisition of both fast inputs.
+
+    Attributes:
+        ch1: IN1, oldest sample first (float32; volts, or ADC codes in RAW).
+        ch2: IN2.
+        decimation: Decimation it was taken at.
+        delay: Trigger delay (samples): the trigger is at index 8192 - delay.
+        units: Units of the samples.
+        trigger: What triggered it.
+        sequence: Number of the acquisition (counted by its owner).
+    """
+
+    ch1: np.ndarray
+    ch2: np.ndarray
+    decimation: int
+    delay: int
+    units: Units = Units.VOLTS
+    trigger: TriggerSource = TriggerSource.NOW
+    sequence: int = 0
+
+    @property
+    def dt(self) -> float:
+        """Seconds between samples."""
+        return self.decimation / F_CLOCK
+
+    @property
+    def t0(self) -> float:
+        """Time of the first sample relative to the trigger, s."""
+        return -(HALF - self.delay) * self.dt
+
+    def times(self) -> np.ndarray:
+        """Sample times relative to the trigger, s."""
+        return self.t0 + np.arange(len(self.ch1)) * self.dt
+
+
+def parse_block(data: bytes, label: str, command: str) -> tuple[np.ndarray, Units]:
+    """Decode a trace block: big-endian float32 volts or int16 codes (RAW).
+
+    The units are global on the board (another client may have switched them),
+    so they are read from the block's size rather than assumed.
+
+    Raises:
+        ReplyError: If the size fits neither.
+    """
+    if len(data) == 4 * SAMPLES:
+        return np.frombuffer(data, ">f4").astype(np.float32), Units.VOLTS
+    if len(data) == 2 * SAMPLES:
+        return np.frombuffer(data, ">i2").astype(np.float32), Units.RAW
+    raise ReplyError(
+        f"{label}: {command} returned {len(data)} bytes, not {SAMPLES} samples"
+    )
+
+
+class RedPitayaScpi:
+    """Commands to one board, with its errors raised as exceptions.
+
+    Args:
+        link: TCP (`tcp://host:5000`) or VISA (`TCPIP::host::5000::SOCKET`).
+    """
+
+    def __init__(self, link: Link):
+        self.link = link
+
+    @property
+    def label(self) -> str:
+        """The device name used in messages."""
+        return self.link.label
+
+    async def identify(self) -> str:
+        """`*IDN?`; check that this is a Red Pitaya.
+
+        Raises:
+            ReplyError: If it answers as something else.
+        """
+        idn = (await self.link.query("*IDN?")).strip()
+        if not idn.upper().startswith("REDPITAYA"):
+            raise ReplyError(
+                f"{self.label}: {self.link.address} identifies as {idn!r}, not a Red "
+                "Pitaya; check the address"
+            )
+        return idn
+
+    async def errors(self) -> list[str]:
+        """Empty the error queue (`SYST:ERR?` until `0,...`)."""
+        found: list[str] = []
+        for _ in range(32):
+            reply = (await self.link.query("SYST:ERR?")).strip()
+            if reply.startswith("0,") or not reply:
+                break
+            found.append(reply)
+        return found
+
+    async def set(self, command: str) -> None:
+        """Send a set command and check the board took it.
+
+        Raises:
+            InstrumentRefusedError: With the board's error text.
+        """
+        status = (await self.link.query(f"{command};*STB?")).strip()
+        try:
+            stb = int(status.rsplit(";", 1)[-1])
+        except ValueError:
+            raise ReplyError(
+                f"{self.label}: *STB? after {command!r} answered {status!r}"
+            ) from None
+        if stb & 4:
+            errors = await self.errors()
+            raise InstrumentRefusedError(
+                f"{self.label}: the board refused {command!r}: {'; '.join(errors)}"
+            )
+
+    async def query(self, command: str, timeout: float | None = None) -> str:
+        """Send a query; a failing query times out, and the error queue says why.
+
+        Raises:
+            InstrumentRefusedError: The board answered the query with an error.
+            InstrumentTimeoutError: No answer and no error: the board is gone.
+        """
+        try:
+            return (await self.link.query(command, timeout)).strip()
+        except InstrumentTimeoutError:
+            errors = await self._errors_after_silence()
+            if errors:
+                raise InstrumentRefusedError(
+                    f"{self.label}: the board refused {command!r}: {'; '.join(errors)}"
+                ) from None
+            raise
+
+    async def _errors_after_silence(self) -> list[str]:
+        try:
+            return await self.errors()
+        except InstrumentTimeoutError:
+            return []
+
+    async def trace(
+        self, channel: int, timeout: float | None = None
+    ) -> tuple[np.ndarray, Units]:
+        """`ACQ:SOUR<n>:DATA?` as float32 (volts, or codes in RAW units)."""
+        command = f"ACQ:SOUR{channel}:DATA?"
+        data = await self.link.query_block(command, timeout)
+        return parse_block(data, self.label, command)

@@ -1,0 +1,1 @@
+"""IOCs: processes that own an instrument and serve it over Channel Access."""
