@@ -13,6 +13,12 @@ import bluesky.plans as bp
 from labsky.plans.alignment import peak_scan
 from labsky.plans.camera import exposure_series, fly_frames
 from labsky.plans.optics import fit_malus, polarization_scan, wavelength_scan
+from labsky.plans.redpitaya import (
+    fit_resonance,
+    network_analyzer,
+    pid_lock,
+    scope_series,
+)
 
 #: bluesky's standard plans exposed by name in every session.
 BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
@@ -33,8 +39,11 @@ BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
 LABSKY_PLANS: dict[str, Callable[..., Any]] = {
     "exposure_series": exposure_series,
     "fly_frames": fly_frames,
+    "network_analyzer": network_analyzer,
     "peak_scan": peak_scan,
+    "pid_lock": pid_lock,
     "polarization_scan": polarization_scan,
+    "scope_series": scope_series,
     "wavelength_scan": wavelength_scan,
 }
 
@@ -43,8 +52,12 @@ __all__ = [
     "LABSKY_PLANS",
     "exposure_series",
     "fit_malus",
+    "fit_resonance",
     "fly_frames",
+    "network_analyzer",
     "peak_scan",
+    "pid_lock",
     "polarization_scan",
+    "scope_series",
     "wavelength_scan",
 ]

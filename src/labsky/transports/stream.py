@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from labsky.transports.errors import (
+    InstrumentError,
     InstrumentTimeoutError,
     LinkClosedError,
     ReplyError,
 )
 
+T = TypeVar("T")
 Parity = Literal["N", "E", "O", "M", "S"]
 
 #: Largest reply kept while waiting for a terminator (a Red Pitaya trace in
@@ -129,6 +132,8 @@ class StreamLink:
         self.lock = asyncio.Lock()
         self._protocol: _Buffered | None = None
         self._terminator = line.read_termination.encode(line.encoding)
+        # readers of replies still owed to queries cancelled after their write
+        self._owed: list[Callable[[float], Awaitable[Any]]] = []
 
     # -- opening ----------------------------------------------------------
 
@@ -156,6 +161,7 @@ class StreamLink:
     async def close(self) -> None:
         """Close the link; later calls do nothing."""
         protocol, self._protocol = self._protocol, None
+        self._owed.clear()
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
             try:  # the port is released when the transport says it is gone
@@ -208,7 +214,10 @@ class StreamLink:
         try:
             if remaining <= 0:
                 raise TimeoutError
-            await asyncio.wait_for(protocol.event.wait(), remaining)
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow
+            # a cancellation that lands as the reply arrives (gh-86296)
+            async with asyncio.timeout(remaining):
+                await protocol.event.wait()
         except TimeoutError:
             raise self._silence(command, timeout, protocol) from None
 
@@ -284,20 +293,52 @@ class StreamLink:
         raw = await self.read_until(self._terminator, timeout, command)
         return self._decode(raw, command)
 
+    async def _collect_owed(self) -> None:
+        """Read the replies of queries cancelled after their write.
+
+        A task cancelled while it waits for a reply (a loop stopped, a plan
+        aborted) leaves the reply in flight; it is read and dropped here so
+        the next query does not take it for its own.
+        """
+        while self._owed:
+            read = self._owed[0]
+            try:
+                await read(self.line.timeout)
+            except InstrumentError:  # it never came, or garbled: start clean
+                self.discard_input()
+                self._owed.clear()
+            else:
+                self._owed.pop(0)
+
+    async def _exchange(
+        self,
+        command: str,
+        read: Callable[[float | None, str], Awaitable[T]],
+        timeout: float | None,
+    ) -> T:
+        async with self.lock:
+            await self._collect_owed()
+            self.discard_input()
+            await self.write(command)
+            try:
+                return await read(timeout, command)
+            except asyncio.CancelledError:
+                self._owed.append(lambda t: read(t, f"(late reply to {command!r})"))
+                raise
+
     async def query(self, command: str, timeout: float | None = None) -> str:
         """Send a command and return its one-line reply.
 
         Stale bytes left by an earlier timed-out command are dropped first, so
-        a late reply is never taken for this command's.
+        a late reply is never taken for this command's; the reply of a query
+        cancelled while waiting is read and dropped.
         """
-        async with self.lock:
-            self.discard_input()
-            await self.write(command)
-            return await self.read_line(timeout, command)
+        return await self._exchange(command, self.read_line, timeout)
 
     async def send(self, command: str) -> None:
         """Send a command that has no reply (taking the lock like `query`)."""
         async with self.lock:
+            await self._collect_owed()
             await self.write(command)
 
     async def query_block(self, command: str, timeout: float | None = None) -> bytes:
@@ -309,26 +350,26 @@ class StreamLink:
         Raises:
             ReplyError: If the reply is not a definite-length block.
         """
-        async with self.lock:
-            self.discard_input()
-            await self.write(command)
-            head = await self.read_exactly(2, timeout, command)
-            digits = head[1:2]
-            if head[:1] != b"#" or not digits.isdigit() or digits == b"0":
-                rest = self.discard_input()[:40]
-                raise ReplyError(
-                    f"{self.label}: expected a binary block (#<digits><length>) in "
-                    f"reply to {command!r}, got {head + rest!r}; is the data "
-                    "format binary?"
-                )
-            length = await self.read_exactly(int(digits), timeout, command)
-            if not length.isdigit():
-                raise ReplyError(
-                    f"{self.label}: bad block length {length!r} in reply to {command!r}"
-                )
-            data = await self.read_exactly(int(length), timeout, command)
-            await self.read_until(self._terminator, timeout, command)
-            return data
+        return await self._exchange(command, self._read_block, timeout)
+
+    async def _read_block(self, timeout: float | None, command: str) -> bytes:
+        head = await self.read_exactly(2, timeout, command)
+        digits = head[1:2]
+        if head[:1] != b"#" or not digits.isdigit() or digits == b"0":
+            rest = self.discard_input()[:40]
+            raise ReplyError(
+                f"{self.label}: expected a binary block (#<digits><length>) in "
+                f"reply to {command!r}, got {head + rest!r}; is the data "
+                "format binary?"
+            )
+        length = await self.read_exactly(int(digits), timeout, command)
+        if not length.isdigit():
+            raise ReplyError(
+                f"{self.label}: bad block length {length!r} in reply to {command!r}"
+            )
+        data = await self.read_exactly(int(length), timeout, command)
+        await self.read_until(self._terminator, timeout, command)
+        return data
 
 
 class SerialLink(StreamLink):

@@ -265,9 +265,8 @@ class ElliptecBus:
             deadline = time.monotonic() + wait
             while True:
                 try:
-                    item = await asyncio.wait_for(
-                        queue.get(), deadline - time.monotonic()
-                    )
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        item = await queue.get()
                 except TimeoutError:
                     raise self._silent(who, text, wait) from None
                 if isinstance(item, BaseException):

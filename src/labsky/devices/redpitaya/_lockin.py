@@ -133,6 +133,16 @@ class RedPitayaLockIn(StandardReadable):
         self.last_trace: Trace | None = None
         super().__init__(name=name)
 
+    @property
+    def scope(self) -> RedPitayaScope:
+        """The scope the lock-in takes its traces with."""
+        return self._parts[0]
+
+    @property
+    def reference(self) -> RedPitayaAsg:
+        """The generator driving the device under test (its frequency is swept)."""
+        return self._parts[1]
+
     @AsyncStatus.wrap
     async def trigger(self) -> None:
         """Measure at the generator's present frequency."""

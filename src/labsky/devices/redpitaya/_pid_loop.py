@@ -66,6 +66,7 @@ class SoftwarePid:
         self._engage = engage
         self.label = label
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.failure: BaseException | None = None
 
     def get(self, key: str) -> Any:
@@ -114,11 +115,13 @@ class SoftwarePid:
         await self._engage(PidOutput(v["output"]), start)
         self.failure = None
         v["iterations"] = 0
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Stop the loop; the output keeps its last value."""
         task, self._task = self._task, None
+        self._stopping = True  # seen at the next tick if the cancel is lost
         if task is not None and not task.done():
             task.cancel()
             try:
@@ -132,7 +135,7 @@ class SoftwarePid:
         last = loop.time()
         tick = last
         try:
-            while True:
+            while not self._stopping:
                 measured = await self._read_input(PidInput(v["input"]))
                 now = loop.time()
                 dt, last = now - last, now
