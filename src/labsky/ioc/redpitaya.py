@@ -7,11 +7,16 @@ and every other process reads and sets it through Channel Access, with
 monitors. The PVs come from the same settings table as the in-process
 devices (`<prefix><GROUP>:<NAME>`, e.g. `RP1:ASG1:FREQUENCY`), plus:
 
-- `SCOPE:ACQUIRE`: put 1 to take a trace with the current settings; the
-  put completes when it is published (acquisitions queue, one at a time).
+- `SCOPE:ACQUIRE`: put a token (1 to 2**24 - 1) to take a trace with the
+  current settings; the put completes when it is published (acquisitions
+  from all clients queue, one at a time).
+- `SCOPE:SLOT:<k>` (k = 0..3) and `SCOPE:TOKENS`: the last four traces and
+  the tokens they were taken for, so a client finds its own trace even when
+  another client's acquisition finished in between.
 - `SCOPE:ABORT`: put 1 to stop an acquisition.
 - `SCOPE:TRACES`: float32[8 + 2 x 16384], a header (sequence, decimation,
-  delay, units, trigger) then IN1 and IN2: one read is one consistent trace.
+  delay, units, trigger, token) then IN1 and IN2: one read is one
+  consistent trace (the latest; the slots hold the same layout).
 - `SCOPE:CH1`, `SCOPE:CH2`: the last trace per channel (display panels);
   `SCOPE:COUNT`: traces taken.
 - `CMD:<GROUP>:<NAME>`: commands (`CMD:ASG1:START`,
@@ -44,7 +49,12 @@ from caproto import (
 from caproto.asyncio.server import Context
 from ophyd_async.core import StrictEnum
 
-from labsky.devices.redpitaya._ca_access import TRACE_HEADER, command_pv, pack_trace
+from labsky.devices.redpitaya._ca_access import (
+    SLOTS,
+    TRACE_HEADER,
+    command_pv,
+    pack_trace,
+)
 from labsky.devices.redpitaya._controller import RedPitayaController
 from labsky.devices.redpitaya._scpi import SAMPLES
 from labsky.devices.redpitaya._settings import COMMANDS, SETTINGS, Setting
@@ -166,6 +176,14 @@ class RedPitayaIoc:
         self.ch1 = ChannelFloat(value=empty, max_length=SAMPLES)
         self.ch2 = ChannelFloat(value=empty, max_length=SAMPLES)
         self.count_pv = ChannelInteger(value=0)
+        self.slots = [
+            ChannelFloat(
+                value=np.zeros(TRACE_HEADER + 2 * SAMPLES, np.float32),
+                max_length=TRACE_HEADER + 2 * SAMPLES,
+            )
+            for _ in range(SLOTS)
+        ]
+        self.tokens = ChannelInteger(value=[0] * SLOTS, max_length=SLOTS)
         self.last_error = ChannelChar(value="", max_length=1024)
         self.pvdb.update(
             {
@@ -175,6 +193,11 @@ class RedPitayaIoc:
                 f"{self.prefix}SCOPE:CH1": self.ch1,
                 f"{self.prefix}SCOPE:CH2": self.ch2,
                 f"{self.prefix}SCOPE:COUNT": self.count_pv,
+                f"{self.prefix}SCOPE:TOKENS": self.tokens,
+                **{
+                    f"{self.prefix}SCOPE:SLOT:{k}": slot
+                    for k, slot in enumerate(self.slots)
+                },
                 f"{self.prefix}IDN": ChannelString(value=controller.idn[:39]),
                 f"{self.prefix}LAST_ERROR": self.last_error,
             }
@@ -224,12 +247,18 @@ class RedPitayaIoc:
                 raise
             finally:
                 self._acquisition = None
+            packed = pack_trace(trace, token=int(value))
+            slot = self.count % SLOTS
             self.count += 1
+            await self.slots[slot].write(packed, verify_value=False)
+            tokens = list(self.tokens.value)
+            tokens[slot] = int(value)
+            await self.tokens.write(tokens, verify_value=False)
             await self.ch1.write(trace.ch1, verify_value=False)
             await self.ch2.write(trace.ch2, verify_value=False)
-            await self.traces.write(pack_trace(trace), verify_value=False)
+            await self.traces.write(packed, verify_value=False)
             await self.count_pv.write(self.count, verify_value=False)
-        return 0
+        return int(value)
 
     async def _abort(self, value: Any) -> int:
         task = self._acquisition

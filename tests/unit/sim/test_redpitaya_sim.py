@@ -138,10 +138,13 @@ def test_acq_rst_restores_the_defaults_the_reference_lists(board):
     rp.send("ACQ:DEC 8;ACQ:TRig:LEV 0.3;ACQ:TRig:DLY 100;ACQ:AVG OFF")
     rp.send("ACQ:DATA:Units RAW;ACQ:DATA:FORMAT BIN;ACQ:SOUR1:GAIN HV")
     rp.send("ACQ:RST")
-    assert rp.query(
-        "ACQ:DEC?;ACQ:AVG?;ACQ:TRig:LEV?;ACQ:TRig:DLY?;ACQ:TRig:HYST?;"
-        "ACQ:SOUR1:GAIN?;ACQ:DATA:Units?;ACQ:DATA:FORMAT?;ACQ:TRig:STAT?"
-    ) == "1;ON;0;0;0.005;LV;VOLTS;ASCII;TD"
+    assert (
+        rp.query(
+            "ACQ:DEC?;ACQ:AVG?;ACQ:TRig:LEV?;ACQ:TRig:DLY?;ACQ:TRig:HYST?;"
+            "ACQ:SOUR1:GAIN?;ACQ:DATA:Units?;ACQ:DATA:FORMAT?;ACQ:TRig:STAT?"
+        )
+        == "1;ON;0;0;0.005;LV;VOLTS;ASCII;TD"
+    )
 
 
 def test_trigger_state_and_buffer_fill_take_simulated_real_time(board):
@@ -189,7 +192,9 @@ def test_slow_io_loops_aout0_to_ain1_and_refuses_writing_an_input_pin(board):
     rp.send("ANALOG:PIN AOUT0,1.2")
     assert float(rp.query("ANALOG:PIN? AIN1") or "nan") == pytest.approx(1.2, abs=0.02)
     rp.send("DIG:PIN DIO1_P,1")  # an input: refused
-    assert rp.query("SYST:ERR?", ).startswith("9511,")  # type: ignore[union-attr]
+    assert rp.query(
+        "SYST:ERR?",
+    ).startswith("9511,")  # type: ignore[union-attr]
     rp.send("DIG:PIN:DIR OUT,DIO1_P;DIG:PIN DIO1_P,1")
     assert rp.query("DIG:PIN? DIO1_P;DIG:PIN:DIR? DIO1_P") == "1;OUT"
     assert rp.query("LED:MMC?") == "ON"
@@ -205,7 +210,9 @@ def test_several_clients_at_once_each_get_their_own_replies(board):
             if rp.query("*IDN?") != IDN or rp.query("ACQ:BUF:SIZE?") != "16384":
                 wrong.append(f"client {k}")
 
-    threads = [threading.Thread(target=talk, args=(k, c)) for k, c in enumerate(clients)]
+    threads = [
+        threading.Thread(target=talk, args=(k, c)) for k, c in enumerate(clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

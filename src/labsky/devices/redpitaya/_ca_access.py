@@ -11,6 +11,7 @@ the backends here turn it into an `InstrumentRefusedError`.
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from aioca import CANothing, caget
 from ophyd_async.core import (
     Array1D,
     DeviceConnector,
+    DeviceVector,
     SignalR,
     SignalRW,
     TriggerableCommand,
@@ -33,33 +35,44 @@ from labsky.devices.redpitaya._settings import (
     TriggerSource,
     Units,
 )
-from labsky.transports import InstrumentRefusedError
+from labsky.transports import InstrumentError, InstrumentRefusedError
 
 #: `SCOPE:TRACES` = header (these many float32) + IN1 + IN2.
 TRACE_HEADER = 8
+#: Traces the IOC keeps (`SCOPE:SLOT:<k>`), each with its client's token.
+SLOTS = 4
+#: Tokens are exact in the float32 header: 1 .. 2**24 - 1.
+TOKEN_LIMIT = 1 << 24
 #: Bytes a CA client must accept for `SCOPE:TRACES` (EPICS_CA_MAX_ARRAY_BYTES).
 TRACE_BYTES = 4 * (TRACE_HEADER + 2 * SAMPLES) + 1024
 
 
-def pack_trace(trace: Trace) -> np.ndarray:
+def pack_trace(trace: Trace, token: int = 0) -> np.ndarray:
     """A trace as the IOC serves it: one array, so a client reads it whole.
 
     Header: sequence, decimation, trigger delay, units (0 VOLTS, 1 RAW),
-    trigger source (index in `TriggerSource`), then zeros.
+    trigger source (index in `TriggerSource`), the token of the client's
+    request, then zeros.
     """
     header = np.zeros(TRACE_HEADER, np.float32)
-    header[:5] = (
+    header[:6] = (
         trace.sequence,
         trace.decimation,
         trace.delay,
         list(Units).index(trace.units),
         list(TriggerSource).index(trace.trigger),
+        token,
     )
     return np.concatenate([header, trace.ch1, trace.ch2]).astype(np.float32)
 
 
+def trace_token(packed: np.ndarray) -> int:
+    """The token of the request a packed trace was taken for."""
+    return int(packed[5])
+
+
 def unpack_trace(packed: np.ndarray) -> Trace:
-    """The inverse of `pack_trace`."""
+    """The inverse of `pack_trace` (the token aside)."""
     header = packed[:TRACE_HEADER]
     body = packed[TRACE_HEADER:]
     n = len(body) // 2
@@ -124,17 +137,43 @@ class _CommandBackend(CaCommandBackend):
 
 
 class _CaAcquirer(Acquirer):
+    """Acquire through the IOC and read back this request's own trace.
+
+    Each request carries a random token; the IOC keeps the last `SLOTS`
+    traces with their tokens, so a trace finished for another client between
+    this put and this read does not take this one's place.
+    """
+
     def __init__(self, prefix: str, name: str = ""):
-        self.start = TriggerableCommand(
-            _CommandBackend(f"{prefix}SCOPE:ACQUIRE", prefix), timeout=3600
+        self._prefix = prefix
+        self.start = SignalRW(
+            _SettingBackend(int, f"{prefix}SCOPE:ACQUIRE", prefix), timeout=3600
         )
         self.abort = TriggerableCommand(_CommandBackend(f"{prefix}SCOPE:ABORT", prefix))
-        self.traces = epics_signal_r(Array1D[np.float32], f"{prefix}SCOPE:TRACES")
+        self.tokens = epics_signal_r(Array1D[np.int32], f"{prefix}SCOPE:TOKENS")
+        self.slots = DeviceVector(
+            {
+                k: epics_signal_r(Array1D[np.float32], f"{prefix}SCOPE:SLOT:{k}")
+                for k in range(SLOTS)
+            }
+        )
+        self._random = random.Random()
         super().__init__(name=name)
 
     async def acquire(self) -> Trace:
-        await self.start.trigger()
-        return unpack_trace(await self.traces.get_value())
+        token = self._random.randrange(1, TOKEN_LIMIT)
+        await self.start.set(token, timeout=None)
+        tokens = [int(t) for t in await self.tokens.get_value(cached=False)]
+        if token in tokens:
+            slot = self.slots[tokens.index(token)]
+            packed = await slot.get_value(cached=False)
+            if trace_token(packed) == token:
+                return unpack_trace(packed)
+        raise InstrumentError(
+            f"{self._prefix}SCOPE: the trace taken for this client was replaced "
+            f"by {SLOTS} newer ones before it could be read; too many clients "
+            "acquire at once (or this one is too slow)"
+        )
 
     async def stop(self) -> None:
         await self.abort.trigger()
