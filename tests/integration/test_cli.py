@@ -147,9 +147,10 @@ def test_sim_serves_a_profiles_instruments_to_other_processes(tmp_path):
         text=True,
     )
     try:
-        lines = [process.stdout.readline() for _ in range(5)]
+        lines = [process.stdout.readline() for _ in range(6)]
         assert lines[-1].startswith("simulating")
         assert lines[3].split() == ["meter", str(links / "meter")]
+        assert lines[4].split()[0] == "rp" and "tcp://127.0.0.1:" in lines[4]
         with serial.Serial(
             str(links / "esp300"), 19200, rtscts=True, timeout=2
         ) as port:

@@ -55,6 +55,6 @@ def test_sim_profile_prompt(tmp_path):
     assert "POL 30.0" in out  # the ELL14 driver, through its simulator's pty
     assert (
         "NAMES ['cam', 'camera', 'elliptec', 'laser', 'meter', 'pdet', 'polarizer', "
-        "'pulser', 'rotator', 'sample', 'stage', 'world'] True" in out
+        "'pulser', 'rotator', 'rp', 'sample', 'stage', 'world'] True" in out
     )
     assert "DONE" in out

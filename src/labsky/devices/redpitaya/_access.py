@@ -124,7 +124,9 @@ class ScpiAccess:
         async def run() -> None:
             await controller.execute(name)
 
-        return TriggerableCommand(SoftCommandBackend(run, inspect.signature(run)))
+        return TriggerableCommand(
+            SoftCommandBackend(run, inspect.signature(run, eval_str=True))
+        )
 
     def acquirer(self) -> Acquirer:
         """The scope's acquisition."""
