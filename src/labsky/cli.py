@@ -142,10 +142,50 @@ def _print_kinds() -> None:
 
 
 def _parse_value(text: str) -> Any:
+    """A YAML value, with numbers like `1.46e6` (text to YAML 1.1) as numbers."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in _NOT_NUMBERS else value
+        except ValueError:
+            return value
+    return value
+
+
+_NOT_NUMBERS = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
+
+
+def plan_call_arguments(
+    args: list[str], arg: list[str], md: list[str]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Turn `labsky run`'s words into a plan's positional and keyword arguments.
+
+    Args:
+        args: Positional arguments, each a YAML value (`"[pdet]"`, `1.5e6`).
+        arg: `NAME=VALUE` keyword arguments, VALUE in YAML.
+        md: `KEY=VALUE` metadata entries, VALUE in YAML.
+
+    Returns:
+        The positional arguments and the keyword arguments (with `md`).
+
+    Raises:
+        ValueError: If an `--arg` or `--md` entry has no `=`.
+    """
+    kwargs: dict[str, Any] = {}
+    for item in arg:
+        if "=" not in item:
+            raise ValueError(f"--arg {item!r}: write NAME=VALUE, e.g. --arg num=5")
+        key, value = item.split("=", 1)
+        kwargs[key] = _parse_value(value)
+    for item in md:
+        if "=" not in item:
+            raise ValueError(f"--md {item!r}: write KEY=VALUE, e.g. --md sample=Si")
+    if md:
+        kwargs["md"] = {k: _parse_value(v) for k, v in (m.split("=", 1) for m in md)}
+    return [_parse_value(a) for a in args], kwargs
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -175,15 +215,10 @@ def run(
     from labsky.session import start
 
     _logging()
-    kwargs: dict[str, Any] = {}
-    for item in arg or []:
-        if "=" not in item:
-            raise _fail(f"--arg {item!r}: write NAME=VALUE, e.g. --arg num=5", 2)
-        key, value = item.split("=", 1)
-        kwargs[key] = _parse_value(value)
-    if md:
-        kwargs["md"] = {k: _parse_value(v) for k, v in (m.split("=", 1) for m in md)}
-    positional = [_parse_value(a) for a in args or []]
+    try:
+        positional, kwargs = plan_call_arguments(args or [], arg or [], md or [])
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
     try:
         session = start(find_profile(profile), mock=mock)
     except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""The IPython front end: a session at the prompt, with `%wa`, `%mov`, `%movr`.
+"""The IPython front end: a session at the prompt, with `%wa`, `%mov`, `%movr`, `%md`.
 
 bluesky's own magics find devices through ophyd v1 labels and import a second
 RunEngine that replaces the event loop, so labsky brings small ophyd-async aware
@@ -11,10 +11,13 @@ versions instead. A profile's startup file is two lines::
 from __future__ import annotations
 
 import asyncio
+import shlex
 from pathlib import Path
 from typing import Any
 
 import bluesky.plan_stubs as bps
+import yaml
+from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.protocols import Locatable
 from bluesky.utils import ProgressBarManager
 from IPython.core.interactiveshell import InteractiveShell
@@ -87,6 +90,27 @@ class LabskyMagics(Magics):
         args = _evaluate(self._shell, line)
         self.session.run_engine(bps.mvr(*args))
 
+    @line_magic
+    def md(self, line: str) -> None:
+        """Show or set the metadata of every following run (kept across restarts).
+
+        `%md` shows it, `%md sample=Si operator="A. Student"` sets keys (values
+        are YAML), `%md -d sample` removes one.
+        """
+        md = self.session.run_engine.md
+        words = shlex.split(line)
+        if words[:1] == ["-d"]:
+            for key in words[1:]:
+                md.pop(key, None)
+        elif words:
+            if any("=" not in w for w in words):
+                raise ValueError("%md: write KEY=VALUE pairs, e.g. %md sample=Si")
+            md.update(
+                {k: yaml.safe_load(v) for k, v in (w.split("=", 1) for w in words)}
+            )
+        for key, value in sorted(md.items()):
+            print(f"{key:<16} {value!r}")
+
 
 def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -117,12 +141,35 @@ def start_in_ipython(
     directory = Path(profile)
     session = start(directory, **kwargs)
     session.run_engine.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
-    shell.push(session.namespace())
+    bec = live_table_and_plots(session)
+    shell.push({**session.namespace(), "bec": bec})
     shell.register_magics(LabskyMagics(shell, session))
     autoawait_in_bluesky_event_loop(shell)
     _set_prompt(shell, session)
     print(session.summary())
     return session
+
+
+def live_table_and_plots(session: Session) -> BestEffortCallback:
+    """Subscribe bluesky's BestEffortCallback: a live table, and plots on a display.
+
+    Plots need an interactive matplotlib backend; on a terminal without a
+    display (ssh, CI) only the table is shown. `bec.disable_table()` and
+    `bec.disable_plots()` turn either off at the prompt.
+
+    Returns:
+        The callback (also `bec` at the prompt).
+    """
+    import matplotlib
+
+    bec = BestEffortCallback()
+    if matplotlib.get_backend().lower() in _NON_INTERACTIVE:
+        bec.disable_plots()
+    session.subscribe(bec)
+    return bec
+
+
+_NON_INTERACTIVE = {"agg", "pdf", "ps", "svg", "cairo", "template"}
 
 
 def _set_prompt(shell: InteractiveShell, session: Session) -> None:

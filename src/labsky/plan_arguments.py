@@ -79,13 +79,19 @@ def _at(value: Any, loc: Sequence[Any]) -> Any:
 
 def _check(
     plan_name: str, param: str, hint: Any, value: Any, devices: Mapping[str, Any]
-) -> None:
+) -> Any:
+    """Validate one value; return it, or its coerced form if it is a scalar.
+
+    Text and numbers are coerced to what the plan declares ("1.46e6" to a
+    float, "CH1_NE" to an enum member), as they come from the CLI or a queue.
+    Anything else is returned as given, once checked.
+    """
     try:
         adapter = TypeAdapter(hint, config=_LAX)
     except (PydanticSchemaGenerationError, PydanticUserError, TypeError):
-        return  # a hint pydantic cannot express (a TypeVar, a callable protocol)
+        return value  # a hint pydantic cannot express (a TypeVar, a protocol)
     try:
-        adapter.validate_python(value)
+        checked = adapter.validate_python(value)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         loc = [p for p in first["loc"] if isinstance(p, int)]
@@ -100,6 +106,8 @@ def _check(
             f"{plan_name}: argument {param}{where}={bad if loc else value!r} does "
             f"not fit {_hint_text(hint)}: {reason}"
         ) from None
+    scalar = isinstance(value, str | int | float) and not isinstance(value, bool)
+    return checked if scalar else value
 
 
 def bind_plan_arguments(
@@ -155,5 +163,5 @@ def bind_plan_arguments(
             inspect.Parameter.VAR_KEYWORD,
         ):
             continue
-        _check(name, param, hints[param], value, devices)
+        bound.arguments[param] = _check(name, param, hints[param], value, devices)
     return bound

@@ -104,6 +104,16 @@ class Session:
         if self.pipeline is not None:
             self.pipeline.wait(timeout)
 
+    def subscribe(self, callback: Any, name: str = "all") -> int:
+        """Subscribe a document callback to the RunEngine until `close`.
+
+        Returns:
+            The RunEngine's token for it.
+        """
+        token = self.run_engine.subscribe(callback, name)  # type: ignore[arg-type]
+        self._tokens.append(token)
+        return token
+
     def group(self, name: str) -> list[Any]:
         """Return the working devices of a group, in declaration order."""
         return [self.devices[n] for n in self.groups.get(name, []) if n in self.devices]

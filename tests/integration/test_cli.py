@@ -31,6 +31,22 @@ def test_check_lists_devices_and_passes():
     assert result.stdout.strip().endswith("ok")
 
 
+def test_example_lab_profile_is_valid_and_builds_in_mock_mode():
+    """The real-lab example: real ports and hosts, mock off; checked offline."""
+    profile = (REPO / "profiles" / "example-lab" / "profile.yaml").read_text()
+    assert "mock: false" in profile
+    result = labsky("check", "example-lab", "--connect")
+    assert result.returncode == 0, result.stderr
+    for line in (
+        "sample           esp300",
+        "camera           pvcam",
+        "psu              scpi",
+        "rp               redpitaya",
+    ):
+        assert line in result.stdout
+    assert result.stdout.strip().endswith("ok")
+
+
 def test_check_reports_file_and_line(tmp_path):
     (tmp_path / "devices.yaml").write_text(
         "devices:\n  m:\n    kind: sim_motor\n    params: {velocty: 2}\n"

@@ -21,6 +21,10 @@ CELLS = [
     "%mov polarizer 30",
     'print("POL", round(await polarizer.position.get_value(), 2))',
     'print("NAMES", sorted(set(devices) & set(globals())), "raster" in plans)',
+    "%md sample=quartz operator='A. Student'",
+    'print("MD", RE.md["sample"], RE.md["operator"])',
+    "%md -d operator",
+    'print("MDFILE", open(session.data_dir / "runengine-metadata.json").read())',
 ]
 
 
@@ -51,6 +55,11 @@ def test_sim_profile_prompt(tmp_path):
     )
     assert "stage.x" in out and "rotator" in out  # %wa table
     assert "RESULT success" in out
+    assert "Transient Scan ID:" in out  # the live table (BestEffortCallback)
+    assert "pdet-channel-1-value" in out.split("Transient Scan ID:")[1]
+    assert "MD quartz A. Student" in out
+    saved = out.split("MDFILE", 1)[1]  # persisted for the next session
+    assert '"sample": "quartz"' in saved and "operator" not in saved
     assert "ROT 12.5" in out
     assert "POL 30.0" in out  # the ELL14 driver, through its simulator's pty
     assert (

@@ -50,3 +50,31 @@ def test_strings_stay_strings_where_a_string_is_wanted(devices):
         plan, (), {"detectors": ["det"], "label": "det"}, devices
     )
     assert bound.arguments["label"] == "det"
+
+
+def test_text_is_coerced_to_the_declared_scalar_types(devices):
+    import enum
+
+    class Edge(enum.StrEnum):
+        RISING = "PE"
+        FALLING = "NE"
+
+    def sweep(start: float, num: int, edge: Edge = Edge.RISING):
+        yield from ()
+
+    bound = bind_plan_arguments(sweep, ["1.46e6", "31"], {"edge": "NE"}, devices)
+    assert bound.args == (1.46e6, 31, Edge.FALLING)
+    with pytest.raises(PlanArgumentError, match=r"num='3.5' does not fit int"):
+        bind_plan_arguments(sweep, [1.0, "3.5"], {}, devices)
+
+
+def test_cli_words_become_plan_arguments():
+    from labsky.cli import plan_call_arguments
+
+    args, kwargs = plan_call_arguments(
+        ["[pdet]", "1.46e6", "nan-x"], ["num=5", "log=true"], ["sample=Si"]
+    )
+    assert args == [["pdet"], 1.46e6, "nan-x"]
+    assert kwargs == {"num": 5, "log": True, "md": {"sample": "Si"}}
+    with pytest.raises(ValueError, match="--md 'sample': write KEY=VALUE"):
+        plan_call_arguments([], [], ["sample"])
