@@ -29,21 +29,13 @@ ProfileArg = Annotated[
 
 
 def find_profile(name: str) -> Path:
-    """Resolve a profile name or path to its directory.
+    """Resolve a profile name or path (see `labsky.config.find_profile`)."""
+    from labsky.config import find_profile as find
 
-    Looks at the path itself, then `./profiles/<name>`, then
-    `$LABSKY_PROFILES/<name>`.
-    """
-    candidates = [Path(name), Path("profiles") / name]
-    if "LABSKY_PROFILES" in os.environ:
-        candidates.append(Path(os.environ["LABSKY_PROFILES"]) / name)
-    for candidate in candidates:
-        if candidate.is_file() and candidate.name == "profile.yaml":
-            return candidate.parent.resolve()
-        if (candidate / "profile.yaml").is_file():
-            return candidate.resolve()
-    tried = ", ".join(str(c) for c in candidates)
-    raise typer.BadParameter(f"no profile {name!r} (looked in {tried})")
+    try:
+        return find(name)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -505,9 +497,19 @@ ring_app = typer.Typer(help="Inspect the Arrow ring buffer.", no_args_is_help=Tr
 app.add_typer(ring_app, name="ring")
 
 
+@ring_app.command("path")
+def ring_path_command(profile: ProfileArg) -> None:
+    """Print the ring file a session of PROFILE writes (for live readers)."""
+    from labsky.ring.live import profile_ring_path
+
+    typer.echo(profile_ring_path(find_profile(profile)))
+
+
 @ring_app.command("tail")
 def ring_tail(
-    path: Annotated[Path, typer.Argument(help="The ring file.")],
+    target: Annotated[
+        str, typer.Argument(help="The ring file, or a profile whose ring to follow.")
+    ],
     from_start: Annotated[
         bool, typer.Option(help="Begin at the oldest batch still in the ring.")
     ] = False,
@@ -522,9 +524,16 @@ def ring_tail(
     import time
 
     from labsky.ring import RingReader
+    from labsky.ring.live import profile_ring_path
 
+    path = Path(target)
+    if not path.is_file():
+        try:
+            path = profile_ring_path(target)
+        except FileNotFoundError:
+            raise _fail(f"{target} is neither a ring file nor a profile", 2) from None
     if not path.exists():
-        raise _fail(f"no ring file at {path}", 2)
+        raise _fail(f"no ring file at {path}: is a session of it running?", 2)
     reader = RingReader(path, start=None if from_start else "latest")
     seen, idle_since = 0, time.monotonic()
     try:

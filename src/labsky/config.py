@@ -477,6 +477,27 @@ class Profile(BaseModel):
         return self.resolve(self.data_dir)
 
 
+def find_profile(name: str) -> Path:
+    """Resolve a profile name or path to its directory.
+
+    Looks at the path itself, then `./profiles/<name>`, then
+    `$LABSKY_PROFILES/<name>`.
+
+    Raises:
+        FileNotFoundError: Naming every place it looked.
+    """
+    candidates = [Path(name), Path("profiles") / name]
+    if "LABSKY_PROFILES" in os.environ:
+        candidates.append(Path(os.environ["LABSKY_PROFILES"]) / name)
+    for candidate in candidates:
+        if candidate.is_file() and candidate.name == "profile.yaml":
+            return candidate.parent.resolve()
+        if (candidate / "profile.yaml").is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no profile {name!r} (looked in {tried})")
+
+
 def load_profile(path: str | Path) -> Profile:
     """Load a profile from a `profile.yaml` file or the directory holding one.
 
