@@ -407,6 +407,78 @@ def sim(
             pass
 
 
+@app.command()
+def daemon(
+    profile: ProfileArg,
+    redis: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of a Redis to use; default: a private one."),
+    ] = None,
+    control_port: Annotated[
+        int, typer.Option(help="RE Manager control port on 127.0.0.1 (0: free).")
+    ] = 60615,
+    info_port: Annotated[
+        int, typer.Option(help="RE Manager console port on 127.0.0.1 (0: free).")
+    ] = 60625,
+    publish_port: Annotated[
+        int, typer.Option(help="Port of the 0MQ document feed (0: free, -1: off).")
+    ] = 5578,
+    publish_host: Annotated[
+        str, typer.Option(help="Interface of the feed; off loopback needs --curve-dir.")
+    ] = "127.0.0.1",
+    curve_dir: Annotated[
+        Path | None, typer.Option(help="CURVE keys for the feed (server.key_secret).")
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="Serve REST (bluesky-httpserver) on this port.")
+    ] = None,
+    http_api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the REST API key.")
+    ] = "LABSKY_HTTP_API_KEY",
+) -> None:
+    """Run PROFILE's session under bluesky-queueserver for remote control.
+
+    Starts Redis (unless --redis), Tiled, the 0MQ document feed, the RE
+    Manager with the session in its worker, and optionally REST; all on
+    127.0.0.1. Clients: `labsky.client.LabClient.of_profile(PROFILE)`,
+    bluesky-queueserver-api, or `qserver -a tcp://127.0.0.1:60615`.
+    """
+    import signal
+
+    from labsky.daemon import Daemon, DaemonError
+    from labsky.daemon.redis_server import RedisMissingError
+
+    _logging()
+    try:
+        runner = Daemon(
+            find_profile(profile),
+            redis=redis,
+            control_port=control_port,
+            info_port=info_port,
+            publish_port=None if publish_port < 0 else publish_port,
+            publish_host=publish_host,
+            curve_dir=curve_dir,
+            http_port=http_port,
+            http_api_key=os.environ.get(http_api_key_env),
+        )
+        typer.echo(f"starting the daemon of {profile} (log: {runner.directory})")
+        addresses = runner.start()
+    except (DaemonError, RedisMissingError) as exc:
+        raise _fail(str(exc)) from None
+    for key, value in vars(addresses).items():
+        if value and key != "tiled_api_key":
+            typer.echo(f"  {key:<10} {value}")
+    typer.echo("ready; Ctrl-C stops it (the environment closes first)")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        code = runner.wait()
+        typer.echo(f"the RE Manager exited with {code}:\n{runner.log_tail()}", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping ...")
+    finally:
+        runner.close()
+
+
 ioc_app = typer.Typer(
     help="Own an instrument and serve it to other processes over Channel Access.",
     no_args_is_help=True,

@@ -11,12 +11,9 @@ spec so bluesky-tiled-plugins queries (`TimeRange`, `ScanID`) and `c[-1]` work o
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from labsky.config import TiledConfig
+from labsky.processes import die_with_parent, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ class LocalTiled:
         wait: bool = True,
     ):
         self.data_dir = data_dir.resolve()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         args = serve_command(self.data_dir, port=self.port, api_key=api_key)
         self.api_key = args[-1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -74,7 +72,7 @@ class LocalTiled:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         atexit.register(self.close)
@@ -132,21 +130,6 @@ class LocalTiled:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the parent dies (Linux), else nothing."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
