@@ -13,6 +13,7 @@ API, available as `client.api`::
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,35 @@ class LabClient:
             if item["item_uid"] == uid:
                 if item["result"]["exit_status"] != "completed":
                     raise PlanFailedError(f"{plan}: {item['result']['msg']}")
+                self.wait_stored(item["result"]["run_uids"])
                 return item
         raise PlanFailedError(f"{plan}: the item is not in the history")
+
+    def runs(self) -> Any:
+        """The daemon's Tiled container of runs (None if it has no catalog)."""
+        if self.addresses is None or not self.addresses.tiled:
+            return None
+        from tiled.client import from_uri
+
+        from labsky.tiled_service import runs_container
+
+        client = from_uri(self.addresses.tiled, api_key=self.addresses.tiled_api_key)
+        return runs_container(client, self.addresses.tiled_container)
+
+    def wait_stored(self, uids: list[str], timeout: float = 60.0) -> None:
+        """Wait until these runs are complete in the catalog (stop document in).
+
+        Does nothing when the daemon's catalog is not known.
+        """
+        runs = self.runs() if uids else None
+        if runs is None:
+            return
+        deadline = time.monotonic() + timeout
+        for uid in uids:
+            while not (uid in runs and runs[uid].metadata.get("stop")):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"run {uid} is not in the catalog")
+                time.sleep(0.1)  # noqa: TID251 - a client process, no RunEngine
 
     def history(self) -> list[dict[str, Any]]:
         """Plans run so far, oldest first."""

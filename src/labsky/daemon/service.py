@@ -65,6 +65,7 @@ class DaemonAddresses:
         documents: The 0MQ proxy's output: subscribe a RemoteDispatcher here.
         tiled: The Tiled server runs are registered with.
         tiled_api_key: Its API key.
+        tiled_container: The container of runs in it.
         http: The REST server (bluesky-httpserver), if started.
         pid: The daemon's process id.
     """
@@ -76,6 +77,7 @@ class DaemonAddresses:
     documents: str | None = None
     tiled: str | None = None
     tiled_api_key: str | None = None
+    tiled_container: str = "raw"
     http: str | None = None
     pid: int = 0
 
@@ -230,6 +232,7 @@ class Daemon:
             documents=documents,
             tiled=tiled_url,
             tiled_api_key=tiled_key,
+            tiled_container=self.profile.tiled.container,
             http=http,
             pid=os.getpid(),
         )
