@@ -469,7 +469,7 @@ def daemon(
         if value and key != "tiled_api_key":
             typer.echo(f"  {key:<10} {value}")
     typer.echo("ready; Ctrl-C stops it (the environment closes first)")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does
     try:
         code = runner.wait()
         typer.echo(f"the RE Manager exited with {code}:\n{runner.log_tail()}", err=True)
@@ -477,6 +477,10 @@ def daemon(
         typer.echo("stopping ...")
     finally:
         runner.close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 ioc_app = typer.Typer(

@@ -72,6 +72,7 @@ class _WorkerProcess:
                 stderr=stderr,
                 text=True,
                 bufsize=1,
+                start_new_session=True,  # a Ctrl-C at the prompt must not stop a drain
             )
         self._replies: dict[str, dict[str, Any]] = {}
         self._arrived = threading.Condition()

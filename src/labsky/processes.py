@@ -15,7 +15,12 @@ def free_port() -> int:
 
 
 def die_with_parent() -> None:
-    """In the child (as `preexec_fn`): get SIGTERM when the parent dies (Linux)."""
+    """In the child (as `preexec_fn`): get SIGTERM when the parent dies (Linux).
+
+    Children are also started in their own session (`start_new_session`), so
+    a Ctrl-C at the terminal, which goes to the whole foreground process
+    group, reaches only labsky, which then stops them in order.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

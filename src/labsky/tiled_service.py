@@ -73,6 +73,7 @@ class LocalTiled:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )
         log.close()
         atexit.register(self.close)

@@ -96,6 +96,8 @@ def test_run_a_plan_and_find_it_in_tiled(tmp_path):
     assert "angle_scan: success" in result.stdout
     server = LocalTiled(tmp_path / "sim")
     try:
+        # in its own session: a Ctrl-C at the prompt must not stop the catalog
+        assert os.getsid(server._process.pid) != os.getsid(0)
         runs = runs_container(server.client(), "raw")
         (run,) = runs.search(Key("start.sample") == "quartz").values()
         assert run.start["plan_name"] == "angle_scan"

@@ -58,6 +58,9 @@ def test_plans_and_devices_come_from_the_session(client, daemon):
         "tcp://127.0.0.1:"
     )
     assert oct(daemon.addresses_file.stat().st_mode & 0o777) == "0o600"
+    # Ctrl-C at the daemon's terminal reaches only the daemon, which closes the
+    # environment and then stops its children in order
+    assert os.getsid(daemon._manager.pid) != os.getsid(0)
     plans = client.plans()
     assert {"count", "scan", "network_analyzer", "pid_lock", "camera_raster"} <= set(
         plans
@@ -234,3 +237,52 @@ def test_worker_killed_mid_plan_keeps_queue_history_and_data(client, daemon):
     (run,) = found.values()
     rows = len(run["primary"].read()["pdet-channel-1-value"])
     assert 3 <= rows < 100
+
+
+def test_daemon_command_serves_then_stops_cleanly_on_ctrl_c(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABSKY_DATA_DIR", str(tmp_path))
+    env = dict(os.environ)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labsky", "daemon", "sim", "--control-port", "0",
+         "--info-port", "0", "--publish-port", "-1"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a terminal of its own: Ctrl-C hits the group
+    )  # fmt: skip
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("ready"):
+                break
+        assert lines and lines[-1].startswith("ready"), "".join(lines)
+        addresses = tmp_path / "sim" / "daemon" / "daemon.json"
+        with LabClient.of_profile(REPO / "profiles" / "sim") as lab:
+            done = lab.run("count", ["meter"], num=2, md={"sample": "cli"})
+            assert done["result"]["exit_status"] == "completed"
+        os.killpg(process.pid, 2)  # Ctrl-C at the daemon's terminal
+        rest = process.communicate(timeout=90)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert "stopping" in rest and "closing the environment" not in rest
+    assert not addresses.exists()
+
+
+def test_missing_redis_says_what_to_install(tmp_path):
+    python_only = str(os.path.dirname(sys.executable))
+    result = subprocess.run(
+        [sys.executable, "-m", "labsky", "daemon", "sim"],
+        cwd=REPO,
+        env={**os.environ, "LABSKY_DATA_DIR": str(tmp_path), "PATH": python_only},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "redis-server is not installed" in result.stderr
+    assert "apt-get install redis-server" in result.stderr

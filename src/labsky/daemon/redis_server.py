@@ -58,6 +58,7 @@ class RedisServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )  # fmt: skip
         log.close()
         self._wait(timeout, directory)

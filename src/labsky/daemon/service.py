@@ -289,6 +289,7 @@ class Daemon:
             env=env,
             cwd=self.directory,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )
         log.close()
         return process
@@ -353,6 +354,7 @@ class Daemon:
             stdin=subprocess.DEVNULL,
             env=env,
             preexec_fn=die_with_parent,
+            start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )  # fmt: skip
         log.close()
         url = f"http://127.0.0.1:{port}"
