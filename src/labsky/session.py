@@ -12,8 +12,10 @@ catalog); and install the baseline. The IPython profile, the notebooks, the
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +70,8 @@ class Session:
         groups: Device names by group (`detectors`, `baseline`, `motors`, ...).
         mocked: Names of the devices connected in mock mode.
         tiled: The embedded Tiled server, if the profile asked for one.
-        runs: The Tiled container runs are written to, if any.
+        runs: The Tiled container runs are written to, if any (connected on
+            first use, so a session is ready before its catalog server).
         pipeline: Ring buffer, HDF5 sink and Tiled registrar of the runs.
         simulators: The simulated instruments, if the profile has any
             (`session.simulators["meter"]`, faults via `set_fault`).
@@ -84,10 +87,23 @@ class Session:
     groups: dict[str, list[str]]
     mocked: set[str] = field(default_factory=set)
     tiled: LocalTiled | None = None
-    runs: Any = None
     pipeline: DataPipeline | None = None
     simulators: SimulatorHost | None = None
     _tokens: list[int] = field(default_factory=list)
+    _runs: Any = None
+    _connect_runs: Callable[[], Any] | None = None
+
+    @property
+    def runs(self) -> Any:
+        """The Tiled container of the runs (None without a catalog)."""
+        if self._runs is None and self._connect_runs is not None:
+            self._runs = self._connect_runs()
+            self._connect_runs = None
+        return self._runs
+
+    @runs.setter
+    def runs(self, container: Any) -> None:
+        self._runs, self._connect_runs = container, None
 
     @property
     def data_dir(self) -> Path:
@@ -294,6 +310,12 @@ def _launch_catalog(
     return None, CatalogAddress(uri, key, container)
 
 
+def _import_catalog_client() -> None:
+    """Import Tiled's client and bluesky's run client (while devices connect)."""
+    import bluesky_tiled_plugins  # noqa: F401
+    import tiled.client  # noqa: F401
+
+
 def _runs_client(profile: Profile, server: LocalTiled | None) -> Any:
     if server is not None:
         server.wait_ready()
@@ -346,6 +368,8 @@ def start(
     detector_dir.mkdir(exist_ok=True)
 
     server, catalog = _launch_catalog(profile, data_dir) if tiled else (None, None)
+    if catalog is not None:  # the client's imports take ~3 s: do them meanwhile
+        threading.Thread(target=_import_catalog_client, daemon=True).start()
     pipeline = DataPipeline(
         ring_path(profile.ring, profile.name, data_dir),
         data_dir / "runs",
@@ -398,8 +422,8 @@ def start(
         run_engine.preprocessors.append(SupplementalData(baseline=baseline))
     session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
     try:
-        if catalog is not None:
-            session.runs = _runs_client(profile, server)
+        if catalog is not None:  # the server may still be starting: connect later
+            session._connect_runs = functools.partial(_runs_client, profile, server)
         pipeline.start()
     except Exception:
         session.close()

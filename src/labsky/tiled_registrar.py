@@ -28,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,16 +125,25 @@ class TiledRegistrar:
     Args:
         runs: A Tiled client of the container (a CatalogOfBlueskyRuns) that
             holds the runs.
+        connect: Instead of `runs`, a function returning it, called in the
+            registrar's thread, so a server that is still starting delays
+            registration (reports queue meanwhile) but not the caller.
         min_interval: Shortest time between two row updates of a stream
             (each is an HTTP request per key; the registrar runs in the
             storage worker, so they cost the RunEngine nothing).
     """
 
-    def __init__(self, runs: Any, min_interval: float = 0.2):
-        from bluesky_tiled_plugins import TiledWriter
-
+    def __init__(
+        self,
+        runs: Any = None,
+        min_interval: float = 0.2,
+        connect: Callable[[], Any] | None = None,
+    ):
+        if (runs is None) == (connect is None):
+            raise ValueError("give the runs container or a connect function")
         self.runs = runs
-        self._writer = TiledWriter(runs, normalizer=None, batch_size=1)
+        self._connect = connect
+        self._writer: Any = None
         self.min_interval = min_interval
         self._runs: dict[str, _Run] = {}
         self._deferred: dict[tuple[str, str], dict[str, Any]] = {}
@@ -164,7 +173,23 @@ class TiledRegistrar:
         self._queue.put(None)
         self._thread.join(timeout)
 
+    def _open(self) -> None:
+        from bluesky_tiled_plugins import TiledWriter
+
+        try:
+            if self._connect is not None:
+                self.runs = self._connect()
+            self._writer = TiledWriter(self.runs, normalizer=None, batch_size=1)
+        except Exception as exc:  # noqa: BLE001 - every report then says so
+            reason = f"cannot reach the Tiled catalog: {type(exc).__name__}: {exc}"
+
+            def unreachable(name: str, doc: Any) -> None:
+                raise RuntimeError(reason)
+
+            self._writer = unreachable
+
     def _loop(self) -> None:
+        self._open()
         while True:
             items: list[tuple[str, dict[str, Any]] | None] = []
             try:

@@ -58,22 +58,28 @@ class Worker:
     def _registrar(self, catalog: dict[str, Any] | None) -> Any:
         if not catalog:
             return None
-        import bluesky_tiled_plugins  # noqa: F401 - imported while the server starts
-        from tiled.client import from_uri
-
         from labsky.tiled_registrar import TiledRegistrar
-        from labsky.tiled_service import runs_container
 
-        deadline = time.monotonic() + 120
-        while True:  # the server may still be starting, as the session is
-            try:
-                client = from_uri(catalog["url"], api_key=catalog.get("api_key"))
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)  # noqa: TID251 - own process, no RunEngine here
-        return TiledRegistrar(runs_container(client, catalog["container"]))
+        def connect() -> Any:
+            import bluesky_tiled_plugins  # noqa: F401 - the run client's specs
+            from tiled.client import from_uri
+
+            from labsky.tiled_service import runs_container
+
+            deadline = time.monotonic() + 120
+            while True:  # the server may still be starting, as the session is
+                try:
+                    client = from_uri(catalog["url"], api_key=catalog.get("api_key"))
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)  # noqa: TID251 - own process, no RunEngine here
+            return runs_container(client, catalog["container"])
+
+        # Connect in the registrar's thread: the sink starts draining at once
+        # and reports wait in the registrar's queue until the server answers.
+        return TiledRegistrar(connect=connect)
 
     def reply(self, message: dict[str, Any]) -> None:
         """Send one JSON line to the session."""
@@ -84,8 +90,8 @@ class Worker:
     def recover(self) -> None:
         """Finish what a dead session left in this ring and data directory."""
         report = recover(self.ring, self.runs_dir, notify=self.registrar)
-        if self.registrar is not None:
-            self.registrar.wait(120)
+        if self.registrar is not None and (report.runs or report.batches):
+            self.registrar.wait(120)  # recovered runs are in the catalog first
         self.reply(
             {
                 "op": "recovered",
