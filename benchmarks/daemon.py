@@ -7,6 +7,8 @@ Issue 8's benchmark, on `profiles/sim`:
 - per plan: N short plans (`count([pdet], num=5)`) queued at once and run by
   the queue, against the same plans run in process by a session (RunEngine
   and data pipeline, no queue), as plans per second and their ratio;
+- catalog lag: how long Tiled registration runs on after the last of the
+  in-process runs (the registrar is behind when runs are short);
 - feed latency: from a run's start document in the worker to a
   RemoteDispatcher in this process (0MQ Publisher -> Proxy -> SUB).
 
@@ -33,7 +35,7 @@ PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "sim"
 PLANS = 30
 
 
-def in_process(data: Path) -> float:
+def in_process(data: Path) -> tuple[float, float]:
     session = start(PROFILE, data_dir=data / "inproc", progress=False)
     try:
         pdet = session.devices["pdet"]
@@ -42,8 +44,9 @@ def in_process(data: Path) -> float:
         for _ in range(PLANS):
             session.run_engine(bp.count([pdet], num=5))
         elapsed = time.perf_counter() - began
-        session.sync()
-        return PLANS / elapsed
+        began = time.perf_counter()
+        session.sync(900)  # until the catalog has every run
+        return PLANS / elapsed, time.perf_counter() - began
     finally:
         session.close()
 
@@ -80,11 +83,12 @@ def through_the_queue(data: Path) -> tuple[float, float, list[float]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
-        direct = in_process(data)
+        direct, lag = in_process(data)
         startup, queued, latencies = through_the_queue(data)
     print(f"daemon start to an open environment: {startup:.1f} s")
     print(f"in process:  {direct:.1f} plans/s (count of 5, RunEngine + pipeline)")
     print(f"via queue:   {queued:.1f} plans/s  ratio {queued / direct:.2f}")
+    print(f"catalog lag after {PLANS} in-process runs: {lag:.1f} s more to register")
     if latencies:
         print(
             f"start document to a remote dispatcher: median "

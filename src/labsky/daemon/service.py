@@ -209,7 +209,7 @@ class Daemon:
         }
         tiled_url = tiled_key = None
         if self.profile.tiled.uri == "embedded":
-            self._tiled = LocalTiled(self.data_dir)
+            self._tiled = LocalTiled(self.data_dir, wait=False)  # ready later
             tiled_url, tiled_key = self._tiled.url, self._tiled.api_key
             env["LABSKY_DAEMON_TILED_URI"] = tiled_url
             env["LABSKY_DAEMON_TILED_KEY"] = tiled_key
@@ -239,6 +239,8 @@ class Daemon:
         self.addresses.save(self.addresses_file)
         if self.open_environment:
             self._open_environment(control, info)
+        if self._tiled is not None:
+            self._tiled.wait_ready()  # came up while the environment opened
         return self.addresses
 
     def _start_proxy(self) -> tuple[str, str]:
