@@ -416,6 +416,14 @@ class Daemon:
                     process.kill()
                     process.wait()
         if self._tiled is not None:
+            # the worker's storage process registers its last runs: let it
+            # finish before the catalog goes, or it (and the next start) waits
+            from labsky.storage.recover import RingInUseError, wait_for_worker
+
+            try:
+                wait_for_worker(self.data_dir / "runs", timeout=timeout)
+            except RingInUseError as exc:
+                logger.warning("%s", exc)
             self._tiled.close()
         if self._redis is not None:
             self._redis.close()
