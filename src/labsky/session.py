@@ -420,7 +420,7 @@ def start(
     baseline = session.group("baseline")
     if baseline:
         run_engine.preprocessors.append(SupplementalData(baseline=baseline))
-    session._tokens.append(run_engine.subscribe(RunProgress(disable=_no_tty(progress))))
+    session.subscribe(RunProgress(disable=_no_tty(progress)))
     try:
         if catalog is not None:  # the server may still be starting: connect later
             session._connect_runs = functools.partial(_runs_client, profile, server)
@@ -428,7 +428,7 @@ def start(
     except Exception:
         session.close()
         raise
-    session._tokens.append(run_engine.subscribe(pipeline.writer))
+    session.subscribe(pipeline.writer)
     atexit.register(session.close)  # drain the sink even if nobody closes it
     if pipeline.recovered.runs:
         logger.warning("%s", pipeline.recovered)

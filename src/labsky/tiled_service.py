@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from labsky.config import TiledConfig
-from labsky.processes import die_with_parent, free_port
+from labsky.processes import die_with_parent, free_port, stop
 
 logger = logging.getLogger(__name__)
 
@@ -124,13 +124,7 @@ class LocalTiled:
 
     def close(self) -> None:
         """Stop the server (later calls do nothing)."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop(self._process)
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from labsky.processes import die_with_parent, free_port
+from labsky.processes import die_with_parent, free_port, stop
 
 INSTALL_HINT = (
     "redis-server is not installed; the queue server keeps its queue and history "
@@ -85,10 +85,4 @@ class RedisServer:
 
     def close(self) -> None:
         """Stop the server (it writes its append-only file first)."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        stop(self._process)

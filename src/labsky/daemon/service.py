@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from labsky.config import load_profile
-from labsky.processes import die_with_parent, free_port
+from labsky.processes import die_with_parent, free_port, stop
 
 logger = logging.getLogger(__name__)
 
@@ -408,13 +408,7 @@ class Daemon:
                 finally:
                     api.close()
         for process in (self._http, self._manager):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process, 15)
         if self._tiled is not None:
             # the worker's storage process registers its last runs: let it
             # finish before the catalog goes, or it (and the next start) waits

@@ -13,6 +13,7 @@ session knowing or waiting for them::
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import defaultdict
@@ -145,8 +146,6 @@ class LiveRuns:
         return rows
 
     def _document(self, batch: pa.RecordBatch) -> None:
-        import json
-
         name = batch.column("name")[0].as_py()
         doc = json.loads(batch.column("doc")[0].as_py())
         if name == "start":
