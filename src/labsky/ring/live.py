@@ -14,7 +14,6 @@ session knowing or waiting for them::
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from labsky.processes import pid_alive
 from labsky.ring.reader import RingReader
 
 
@@ -60,7 +60,7 @@ def wait_for_ring(path: Path, newer_than: float = 0.0, timeout: float = 60.0) ->
                 reader = RingReader(path)
                 pid = reader.writer_pid
                 reader.close()
-                if pid and _alive(pid):
+                if pid_alive(pid):
                     return path
         except (FileNotFoundError, ValueError):
             pass  # not there yet, or being created
@@ -69,16 +69,6 @@ def wait_for_ring(path: Path, newer_than: float = 0.0, timeout: float = 60.0) ->
         f"no session is writing {path} after {timeout:.0f} s; start one with the "
         "same profile and data directory (`labsky shell PROFILE`)"
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

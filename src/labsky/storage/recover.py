@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labsky.processes import pid_alive
 from labsky.ring import RingReader
 from labsky.ring.layout import FREE, HEADER, MAGIC
 from labsky.storage.sink import OPEN_RUNS, HDF5Sink, Notify
@@ -50,25 +51,13 @@ class RecoveryReport:
         return f"replayed {self.batches} ring batches; {closed}:{files}"
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def live_worker(runs_dir: Path) -> int | None:
     """The pid of a storage worker still using `runs_dir`, if one runs."""
     try:
         pid = int((runs_dir / WORKER_PID).read_text())
     except (OSError, ValueError):
         return None
-    return pid if pid != os.getpid() and _pid_alive(pid) else None
+    return pid if pid != os.getpid() and pid_alive(pid) else None
 
 
 def wait_for_worker(runs_dir: Path, timeout: float = 120.0) -> None:
@@ -97,7 +86,7 @@ def _sink_reader(ring_path: Path) -> RingReader | None:
     magic, *_, writer_pid = HEADER.unpack(header)
     if magic != MAGIC:
         return None
-    if writer_pid != os.getpid() and _pid_alive(writer_pid):
+    if writer_pid != os.getpid() and pid_alive(writer_pid):
         raise RingInUseError(
             f"ring {ring_path} is being written by process {writer_pid}; "
             "stop that session first (or give this one another data directory)"
