@@ -11,6 +11,12 @@ Replies leave after the instrument's latency plus the time the bytes take on
 the wire at the configured baud rate. Faults can be injected at any time:
 silence, garbage instead of replies, or a disconnect (the port disappears, as
 when a USB adapter is pulled).
+
+Hardware flow control is a property of the cable, not of the bytes: an
+instrument with RTS/CTS handshake (the ESP300) only sees the RTS line, which
+pyserial raises when it opens a port whether or not the host asked for
+CRTSCTS. Such an instrument passes `check_rtscts=False` and answers either
+way, as the real one does.
 """
 
 from __future__ import annotations
@@ -42,8 +48,16 @@ class Fault(enum.StrEnum):
 _PARITY = {"N": (False, False), "E": (True, False), "O": (True, True)}
 
 
-def settings_mismatch(attributes: list, expected: SerialSettings) -> str | None:
+def settings_mismatch(
+    attributes: list, expected: SerialSettings, check_rtscts: bool = True
+) -> str | None:
     """Compare a port's termios attributes with the instrument's settings.
+
+    Args:
+        attributes: `termios.tcgetattr` of the port.
+        expected: The instrument's settings.
+        check_rtscts: Whether the host's RTS/CTS setting matters (it does not
+            for an instrument that only looks at the RTS line).
 
     Returns:
         What differs, or None when the driver configured the port right.
@@ -65,7 +79,7 @@ def settings_mismatch(attributes: list, expected: SerialSettings) -> str | None:
         problems.append(f"parity is not {expected.parity}")
     if bool(cflag & termios.CSTOPB) != (expected.stopbits == 2):
         problems.append(f"stop bits are not {expected.stopbits:g}")
-    if bool(cflag & termios.CRTSCTS) != expected.rtscts:
+    if check_rtscts and bool(cflag & termios.CRTSCTS) != expected.rtscts:
         problems.append(
             "RTS/CTS flow control is " + ("off" if expected.rtscts else "on")
         )
@@ -86,6 +100,8 @@ class PtyPort:
         name: For log messages.
         link: Optional stable path to symlink to the pty (`/dev/pts/N`
             numbers change from run to run).
+        check_rtscts: Stay silent when the host's RTS/CTS setting differs
+            from `expected` (False: the instrument does not care).
     """
 
     def __init__(
@@ -94,8 +110,10 @@ class PtyPort:
         on_bytes: Callable[[bytes], None],
         name: str = "",
         link: Path | None = None,
+        check_rtscts: bool = True,
     ):
         self.expected = expected
+        self.check_rtscts = check_rtscts
         self.on_bytes = on_bytes
         self.name = name
         self.link = link
@@ -144,7 +162,7 @@ class PtyPort:
         import termios
 
         self.mismatch = settings_mismatch(
-            termios.tcgetattr(self._master), self.expected
+            termios.tcgetattr(self._master), self.expected, self.check_rtscts
         )
         if self.mismatch:
             logger.info("%s hears noise (%s): %r", self.name, self.mismatch, data)

@@ -48,12 +48,20 @@ class SerialSimulator(Generic[P]):
     kind: ClassVar[str] = ""
     Params: ClassVar[type[SerialSimParams]] = SerialSimParams
     reply_termination: ClassVar[str] = "\r\n"
+    #: Whether the host must set RTS/CTS exactly as `serial_settings` says.
+    checks_rtscts: ClassVar[bool] = True
 
     def __init__(self, world: World, name: str, params: P):
         self.world = world
         self.name = name
         self.params = params
-        self.port = PtyPort(self.serial_settings(), self.received, name, params.link)
+        self.port = PtyPort(
+            self.serial_settings(),
+            self.received,
+            name,
+            params.link,
+            check_rtscts=self.checks_rtscts,
+        )
         self.port.fault = params.fault
         self._pending = b""
         self.loop: asyncio.AbstractEventLoop | None = None

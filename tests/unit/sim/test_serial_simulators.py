@@ -70,12 +70,18 @@ def test_a_wrong_baud_rate_gets_silence(simulated_lab):
 # -- ESP300 -----------------------------------------------------------------
 
 
-def test_esp300_needs_rts_cts(simulated_lab):
+@pytest.mark.parametrize("rtscts", [True, False])
+def test_esp300_answers_whether_or_not_the_host_asks_for_rts_cts(
+    simulated_lab, rtscts
+):
+    # The controller sees only the RTS line, which pyserial raises on open.
     host = simulated_lab({"stage": {"kind": "esp300"}})
-    with port(host, "stage", baudrate=19200) as s:
-        s.write(b"VE?\r\n")
+    with port(host, "stage", baudrate=19200, rtscts=rtscts) as s:
+        s.write(b"VE?\r")
+        assert s.readline() == b"ESP300 Version 3.04 07/27/01\r\n"
+    with port(host, "stage", baudrate=9600) as s:  # a wrong baud rate still fails
+        s.write(b"VE?\r")
         assert s.readline() == b""
-    assert "RTS/CTS" in host["stage"].port.mismatch
 
 
 def test_esp300_moves_and_reports_motion_done_as_the_manual_says(simulated_lab):
@@ -92,8 +98,8 @@ def test_esp300_moves_and_reports_motion_done_as_the_manual_says(simulated_lab):
         assert s.readline() == b"1\r\n"  # done: 1
         assert float(s.readline()) == pytest.approx(5.0)
         s.write(b"1PA30\r\nTB?\r\n")  # beyond the +/-25 mm software limit
-        assert s.readline().startswith(b"125, ")
-        s.write(b"XX\r\nTE?\r\n")
+        assert s.readline().endswith(b", POSITIVE SOFTWARE LIMIT DETECTED\r\n")
+        s.write(b"QQ\r\nTE?\r\n")  # (XX erases programs)
         assert s.readline() == b"6\r\n"  # command does not exist
 
 

@@ -66,7 +66,7 @@ def parse_error(reply: str) -> tuple[int, str]:
         ReplyError: If the reply does not have that shape.
     """
     parts = [p.strip() for p in reply.split(",", 2)]
-    if len(parts) != 3 or not parts[0].isdigit():
+    if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()):
         raise ReplyError(f"TB? answers 'code, timestamp, message', got {reply!r}")
     return int(parts[0]), parts[2]
 

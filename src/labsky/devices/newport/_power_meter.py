@@ -80,7 +80,7 @@ def parse_int(reply: str, allowed: range) -> int:
         ReplyError: If it is not an integer within `allowed`.
     """
     text = reply.strip()
-    if not text.isdigit() or int(text) not in allowed:
+    if not (text.isascii() and text.isdigit()) or int(text) not in allowed:
         raise ReplyError(
             f"expected an integer in {allowed.start}..{allowed.stop - 1}, got {reply!r}"
         )

@@ -71,7 +71,7 @@ def parse_status(reply: str) -> int:
         ReplyError: If it is not an integer in 0-255.
     """
     text = reply.strip()
-    if not text.isdigit() or int(text) > 255:
+    if not (text.isascii() and text.isdigit()) or int(text) > 255:
         raise ReplyError(f"*STB? answers a status byte 0-255, got {reply!r}")
     return int(text)
 
