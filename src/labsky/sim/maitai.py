@@ -16,7 +16,14 @@ accepted); replies end with LF. Set commands are silent.
 | `SHUTter 1` / `SHUTter 0` / `SHUTter?` | open / close / `1` or `0` |
 | `ON` / `OFF` | pump laser on (only once warmed up) / off |
 | `*STB?` | status byte: 1 emission, 2 modelocked, 4 shutter open, 8 warmed up |
-| `MODE?`, `PLASer:POWer?`, `READ:HUMidity?` | `POW`, pump power `13.43W`, `7.26%` |
+| `MODE PPOWer` / `MODE PCURrent` / `MODE?` | pump by power or current: `POW`/`CUR` |
+| `PLASer:POWer nn` / `PLASer:POWer?` | pump power setpoint (W) / `13.43W` |
+| `PLASer:CURRent nn` / `PLASer:CURRent?` | pump current setpoint (%) / `95.0%` |
+| `READ:PLASer:POWer?`, `READ:PLASer:PCURrent?` | pump power and current now |
+| `READ:HUMidity?` | `7.26%` |
+| `WAVelength:MIN?` / `WAVelength:MAX?` | the tuning range, `690nm` / `1040nm` |
+| `TIMer:WATChdog n` / `TIMer:WATChdog?` | stop emission after n s of silence (0: off) |
+| `SAVe` | store the settings |
 
 The wavelength tunes at the world's `tune_rate` (nm/s); emission needs the
 warm-up to be complete and modelocks half a second after `ON`.
@@ -24,6 +31,7 @@ warm-up to be complete and modelocks half a second after `ON`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import ClassVar
@@ -35,6 +43,13 @@ from labsky.sim.world import World
 from labsky.transports.stream import SerialSettings
 
 MODELOCK_DELAY = 0.5
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def scpi_pattern(header: str) -> re.Pattern[str]:
@@ -84,13 +99,39 @@ class MaiTaiSim(SerialSimulator[MaiTaiSimParams]):
             "READ:PCTWarmedup?": lambda: f"{100 * self.laser.warmed_up():.2f}%",
             "SHUTter?": lambda: "1" if self.laser.shutter_open else "0",
             "*STB?": lambda: str(self.status_byte()),
-            "MODE?": lambda: "POW",
-            "PLASer:POWer?": lambda: "13.43W" if self.laser.emission else "0.00W",
             "READ:HUMidity?": lambda: "7.26%",
         }
+        self.mode = "POW"
+        self.pump_power = 13.43  # W
+        self.pump_current = 95.0  # percent
+        self.watchdog = 0.0  # s; 0: off
+        self._watchdog_timer: asyncio.TimerHandle | None = None
+        self._queries.update(
+            {
+                "MODE?": lambda: self.mode,
+                "PLASer:POWer?": lambda: f"{self.pump_power:.2f}W",
+                "PLASer:CURRent?": lambda: f"{self.pump_current:.1f}%",
+                "READ:PLASer:POWer?": lambda: (
+                    f"{self.pump_power if self.laser.emission else 0.0:.2f}W"
+                ),
+                "READ:PLASer:PCURrent?": lambda: (
+                    f"{self.pump_current if self.laser.emission else 0.0:.1f}%"
+                ),
+                "WAVelength:MIN?": lambda: f"{world.params.laser.min_wavelength:.0f}nm",
+                "WAVelength:MAX?": lambda: f"{world.params.laser.max_wavelength:.0f}nm",
+                "TIMer:WATChdog?": lambda: f"{self.watchdog:g}",
+            }
+        )
         self._patterns = [(scpi_pattern(h), f) for h, f in self._queries.items()]
         self._wavelength = scpi_pattern("WAVelength")
         self._shutter = scpi_pattern("SHUTter")
+        self._settings = {
+            scpi_pattern("MODE"): self._set_mode,
+            scpi_pattern("PLASer:POWer"): self._set_pump_power,
+            scpi_pattern("PLASer:CURRent"): self._set_pump_current,
+            scpi_pattern("TIMer:WATChdog"): self._set_watchdog,
+            scpi_pattern("SAVe"): lambda argument: None,
+        }
 
     def serial_settings(self) -> SerialSettings:
         """115200 8N1 over USB, or as configured."""
@@ -116,13 +157,54 @@ class MaiTaiSim(SerialSimulator[MaiTaiSimParams]):
             | 8 * int(laser.warmed_up() >= 1)
         )
 
+    def _set_mode(self, argument: str) -> None:
+        mode = argument.upper()
+        if scpi_pattern("PPOWer").match(mode):
+            self.mode = "POW"
+        elif scpi_pattern("PCURrent").match(mode):
+            self.mode = "CUR"
+
+    def _set_pump_power(self, argument: str) -> None:
+        value = _number(argument)
+        if value is not None and 0 <= value <= 20:
+            self.pump_power = value
+
+    def _set_pump_current(self, argument: str) -> None:
+        value = _number(argument)
+        if value is not None and 0 <= value <= 100:
+            self.pump_current = value
+
+    def _set_watchdog(self, argument: str) -> None:
+        value = _number(argument)
+        if value is not None and value >= 0:
+            self.watchdog = value
+            self._feed_watchdog()
+
+    def _feed_watchdog(self) -> None:
+        if self._watchdog_timer is not None:
+            self._watchdog_timer.cancel()
+            self._watchdog_timer = None
+        if self.watchdog > 0 and self.loop is not None:
+            self._watchdog_timer = self.loop.call_later(self.watchdog, self._bite)
+
+    def _bite(self) -> None:
+        """No command for the watchdog's time: emission stops."""
+        self._watchdog_timer = None
+        self.laser.emission = False
+        self.on_at = None
+
     def handle(self, line: str) -> None:
         """Act on one command."""
+        self._feed_watchdog()
         header, _, argument = line.strip().partition(" ")
         argument = argument.strip()
         for pattern, answer in self._patterns:
             if pattern.match(header):
                 self.reply(answer())
+                return
+        for pattern, setter in self._settings.items():
+            if pattern.match(header) and argument:
+                setter(argument)
                 return
         laser = self.laser
         p = self.world.params.laser

@@ -16,6 +16,15 @@ off), so a driver that forgets sees its own commands come back.
 | `R0` .. `R8` / `R?` | range: 0 auto, 1 (2 nW full scale) .. 8 (20 mW) |
 | `Z0` / `Z1` / `Z?` | zero off / store the present reading as zero |
 | `E0` / `E1` / `E?` | echo off / on |
+| `B0` / `B1` / `B?` | beeper off / on |
+| `G0` / `G1` / `G?` | hold the reading / go (readings follow the light) |
+| `K0` / `K1` / `K?` | front-panel keypad locked / enabled |
+| `CS` | clear the status byte |
+
+Readings (`D?`) are in engineering notation, as recorded on a real meter:
+`5E-9` (5 nW), `+.75E-9` (0.75 nW), `1.23E-6`: four significant digits at
+most, trailing zeros dropped, an exponent that is a multiple of three (nW
+at the smallest), and a sign with no leading zero below one display unit.
 
 Physics: the reading is the power on the detector (the world's pick-off of
 the beam) times the silicon responsivity at the laser's wavelength over
@@ -46,15 +55,24 @@ def full_scale(range_: int, attenuator: bool) -> float:
 
 
 def format_reading(value: float) -> str:
-    """Four significant digits and an unpadded exponent: `1.234E-6`, `5E-9`."""
-    if value == 0 or not math.isfinite(value):
+    """Engineering notation as the meter sends it: `5E-9`, `+.75E-9`, `1.23E-6`."""
+    if not math.isfinite(value):
         return "0E0"
-    exponent = math.floor(math.log10(abs(value)))
-    mantissa = value / 10**exponent
-    if round(abs(mantissa), 3) >= 10:
-        mantissa /= 10
-        exponent += 1
-    return f"{mantissa:.4g}E{exponent}"
+    if value == 0:
+        return "0E-9"
+    exponent = max(-9, 3 * math.floor(math.log10(abs(value)) / 3))
+    mantissa = float(f"{value / 10**exponent:.4g}")
+    if abs(mantissa) >= 1000:
+        exponent += 3
+        mantissa = float(f"{mantissa / 1000:.4g}")
+    text = f"{abs(mantissa):.4g}"
+    if "e" in text:  # tiny readings below the last digit of the nW range
+        text = f"{abs(mantissa):.4f}".rstrip("0").rstrip(".") or "0"
+    if text.startswith("0."):
+        text = ("-" if mantissa < 0 else "+") + text[1:]
+    elif mantissa < 0:
+        text = "-" + text
+    return f"{text}E{exponent}"
 
 
 class Newport1830cSimParams(SerialSimParams):
@@ -89,6 +107,11 @@ class Newport1830cSim(SerialSimulator[Newport1830cSimParams]):
         self.zero = 0.0
         self.reference = 1e-3
         self.echo = True
+        self.beeper = True
+        self.go = True
+        self.keypad = True
+        self.held: str | None = None  # the reading frozen by G0
+        self.status_byte = 0
         self.rng = world.rng
 
     def detector_power(self) -> float:
@@ -145,8 +168,13 @@ class Newport1830cSim(SerialSimulator[Newport1830cSimParams]):
             "F": ("filter", range(1, 4)),
             "R": ("range", range(0, 9)),
             "E": ("echo", range(0, 2)),
+            "B": ("beeper", range(0, 2)),
+            "G": ("go", range(0, 2)),
+            "K": ("keypad", range(0, 2)),
         }
-        if argument == "?":
+        if command == "CS":
+            self.status_byte = 0
+        elif argument == "?":
             self._query(letter)
         elif letter == "W" and argument.isdigit():
             if 400 <= int(argument) <= 1100:
@@ -159,21 +187,20 @@ class Newport1830cSim(SerialSimulator[Newport1830cSimParams]):
             attribute, allowed = settings[letter]
             if int(argument) in allowed:
                 value = int(argument)
-                setattr(
-                    self,
-                    attribute,
-                    bool(value) if attribute in ("attenuator", "echo") else value,
-                )
+                flags = ("attenuator", "echo", "beeper", "go", "keypad")
+                setattr(self, attribute, bool(value) if attribute in flags else value)
+                if attribute == "go":
+                    self.held = None if value else self.reading()
                 if attribute == "units" and value in (3, 4):
                     self.reference = max(self.measured(), 1e-15)
         # anything else is ignored, as the meter does
 
     def _query(self, letter: str) -> None:
         if letter == "D":
-            self.reply(self.reading())
+            self.reply(self.held if self.held is not None else self.reading())
         elif letter == "W":
             self.reply(f"{self.wavelength:04d}")
-        elif letter in "UAFRZE":
+        elif letter and letter in "UAFRZEBGK":
             value = {
                 "U": self.units,
                 "A": int(self.attenuator),
@@ -181,6 +208,9 @@ class Newport1830cSim(SerialSimulator[Newport1830cSimParams]):
                 "R": self.range,
                 "Z": int(self.zero_on),
                 "E": int(self.echo),
+                "B": int(self.beeper),
+                "G": int(self.go),
+                "K": int(self.keypad),
             }[letter]
             self.reply(str(value))
         else:
