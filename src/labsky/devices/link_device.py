@@ -77,6 +77,7 @@ class LinkConnector(DeviceConnector):
         try:
             await asyncio.wait_for(self._greet(force_reconnect), timeout)
         except TimeoutError as exc:
+            await self._let_go()
             if isinstance(exc, InstrumentTimeoutError):
                 raise
             raise InstrumentTimeoutError(
@@ -84,7 +85,25 @@ class LinkConnector(DeviceConnector):
                 f"finish answering within the connect timeout of {timeout:g} s; "
                 f"{self.endpoint.hint}"
             ) from None
+        except BaseException:
+            await self._let_go()
+            raise
         await super().connect_real(device, timeout, force_reconnect)
+
+    async def _let_go(self) -> None:
+        """Close the device's own link after a failed greeting.
+
+        A serial port left open stays locked (`exclusive=True`), so the next
+        attempt, by this process or another, would find it busy. A bus shared
+        with other devices stays open for them.
+        """
+        if isinstance(self.endpoint, Link):
+            try:
+                await self.endpoint.close()
+            except Exception as exc:  # noqa: BLE001 - the greeting's error matters
+                logger.warning(
+                    "%s: closing after a failed connect: %s", self.endpoint.address, exc
+                )
 
     async def _greet(self, force_reconnect: bool) -> None:
         if force_reconnect or not self.endpoint.is_open:

@@ -125,14 +125,27 @@ class SimulatorHost:
         """`sim.NAME` -> endpoint, for `${...}` in device declarations."""
         return {f"sim.{name}": endpoint for name, endpoint in self.endpoints.items()}
 
-    def set_fault(self, name: str, fault: Fault | str) -> None:
-        """Inject a fault into a simulator (thread-safe)."""
+    def set_fault(self, name: str, fault: Fault | str, timeout: float = 5.0) -> None:
+        """Inject a fault into a simulator, or clear it (`none`); thread-safe.
+
+        Returns once the simulator acts on it: a cleared `disconnect` is
+        listening again (its port or pty open, `endpoints` updated).
+        """
         simulator = self.simulators[name]
+        fault = Fault(fault)
 
-        def apply() -> None:
-            simulator.fault = Fault(fault)
+        async def apply() -> None:
+            before = asyncio.all_tasks()
+            simulator.fault = fault
+            started = asyncio.all_tasks() - before  # e.g. a server listening again
+            if started:
+                await asyncio.wait(started, timeout=timeout)
+            self.endpoints[name] = simulator.endpoint
 
-        self.loop.call_soon_threadsafe(apply)
+        if threading.current_thread() is self._thread:  # on the simulators' loop
+            simulator.fault = fault
+            return
+        asyncio.run_coroutine_threadsafe(apply(), self.loop).result(timeout + 1)
 
     def close(self) -> None:
         """Stop every simulator and the thread."""

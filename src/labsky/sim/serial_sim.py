@@ -88,10 +88,17 @@ class SerialSimulator(Generic[P]):
 
     @fault.setter
     def fault(self, fault: Fault) -> None:
+        """Set a fault; any other after `DISCONNECT` plugs the instrument back in.
+
+        It comes back on a new pty; a declared `link` then points at it, as
+        `/dev/serial/by-id/...` does when a USB adapter is plugged in again.
+        """
         if fault is Fault.DISCONNECT:
             self.port.disconnect()
-        else:
-            self.port.fault = fault
+            return
+        if self.port.fault is Fault.DISCONNECT and self.loop is not None:
+            self.port.open(self.loop)
+        self.port.fault = fault
 
     def close(self) -> None:
         """Close the port."""

@@ -21,6 +21,7 @@ from labsky.transports.errors import (
     InstrumentTimeoutError,
     LinkClosedError,
     ReplyError,
+    excerpt,
 )
 from labsky.transports.stream import (
     LineSettings,
@@ -113,6 +114,7 @@ __all__ = [
     "StreamLink",
     "TcpLink",
     "VisaLink",
+    "excerpt",
     "is_visa_resource",
     "make_link",
 ]

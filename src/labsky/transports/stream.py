@@ -149,9 +149,14 @@ class StreamLink:
             await asyncio.wait_for(protocol.made.wait(), 5.0)
         except (OSError, ValueError) as exc:  # SerialException is an OSError
             raise LinkClosedError(
-                f"{self.label}: cannot open {self.address}: {exc}; {self.hint}"
+                f"{self.label}: cannot open {self.address}: {exc}; "
+                f"{self._open_hint(exc)}"
             ) from exc
         self._protocol = protocol
+
+    def _open_hint(self, exc: BaseException) -> str:
+        """What to check when opening failed with `exc`."""
+        return self.hint
 
     @property
     def is_open(self) -> bool:
@@ -399,6 +404,14 @@ class SerialLink(StreamLink):
             f"check that the instrument is on and cabled to {port}, at "
             f"{self.serial.describe()}"
         )
+
+    def _open_hint(self, exc: BaseException) -> str:
+        if "exclusively lock" in str(exc):
+            return (
+                f"another program (or another session) has {self.address} open; "
+                f"close it (`fuser -v {self.address}` names it)"
+            )
+        return self.hint
 
     async def _create(self, protocol: _Buffered) -> None:
         from serial_asyncio_fast import create_serial_connection

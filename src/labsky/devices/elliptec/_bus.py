@@ -324,7 +324,10 @@ class ElliptecBus:
                 )
             finally:
                 self.moving.discard(address)
-        return decode_pulses(payload)
+        try:
+            return decode_pulses(payload)
+        except ReplyError as exc:
+            raise ReplyError(f"{who}: {exc}") from None
 
     async def stop(self, address: str) -> None:
         """Ask a mount to stop (its move then answers at once)."""
