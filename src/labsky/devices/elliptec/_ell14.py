@@ -99,6 +99,20 @@ class Ell14(StandardReadable, StandardMovable[float]):
             self.velocity = soft_signal_rw(
                 int, units="%", getter=self._read_velocity, setter=self._write_velocity
             )
+            self.jog_step = soft_signal_rw(
+                float,
+                units="deg",
+                precision=3,
+                getter=lambda: self._read_angle("gj", "GJ"),
+                setter=lambda deg: self._write_angle("sj", deg),
+            )
+            self.home_offset = soft_signal_rw(
+                float,
+                units="deg",
+                precision=3,
+                getter=lambda: self._read_angle("go", "HO"),
+                setter=lambda deg: self._write_angle("so", deg),
+            )
             self.serial_number, self._set_serial = soft_signal_r_and_setter(str)
             self.firmware, self._set_firmware = soft_signal_r_and_setter(str)
         self.setpoint = soft_signal_rw(float, units="deg", precision=3)
@@ -137,6 +151,27 @@ class Ell14(StandardReadable, StandardMovable[float]):
             except ReplyError as exc:
                 raise ReplyError(f"{self.name}: {exc}") from None
         return self._last
+
+    async def _read_angle(self, command: str, code: str) -> float:
+        """A setting kept in pulses (`gj`, `go`), in degrees."""
+        payload = await self.bus.query(self.name, self.address, command, code)
+        try:
+            return round(decode_pulses(payload) / self._pulses_per_degree, 4)
+        except ReplyError as exc:
+            raise ReplyError(f"{self.name}: {exc}") from None
+
+    async def _write_angle(self, command: str, degrees: float | None) -> None:
+        """Set a setting kept in pulses (`sj` jog step, `so` home offset)."""
+        degrees = float(degrees or 0.0)
+        if not math.isfinite(degrees) or not 0 <= degrees < 360:
+            raise ValueError(
+                f"{self.name}: {degrees} deg is not within 0-360 deg (the mount "
+                "turns once per 360)"
+            )
+        pulses = int(round(degrees * self._pulses_per_degree))
+        await self.bus.transaction(
+            self.name, self.address, command, encode_pulses(pulses), ("GS",)
+        )
 
     async def _read_velocity(self) -> int:
         payload = await self.bus.query(self.name, self.address, "gv", "GV")

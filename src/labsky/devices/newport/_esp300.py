@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from ophyd_async.core import (
+    AsyncStatus,
     MovableLogic,
     SignalR,
     SignalRW,
@@ -17,6 +18,7 @@ from ophyd_async.core import (
     StandardMovable,
     StandardReadable,
     TimeoutCalculator,
+    soft_signal_r_and_setter,
     soft_signal_rw,
 )
 from ophyd_async.core import StandardReadableFormat as Format
@@ -129,18 +131,7 @@ class Esp300MoveLogic(MovableLogic[float]):
         await self.setpoint.set(new_position)
         await axis.link.send(f"{axis.number}PA{new_position:.6f}")
         await raise_errors(axis.link, axis.name)
-        deadline = time.monotonic() + (timeout() or 60.0)
-        while True:
-            reply = await axis.link.query(f"{axis.number}MD?")
-            if parse_motion_done(reply, f"{axis.name}: {axis.number}MD?"):
-                break
-            if time.monotonic() > deadline:
-                raise InstrumentTimeoutError(
-                    f"{axis.name}: still moving after the expected time; check the "
-                    "stage for a collision or a limit switch"
-                )
-            await asyncio.sleep(POLL)
-        await raise_errors(axis.link, axis.name)
+        await axis.wait_stopped(timeout() or 60.0)
 
     async def stop(self) -> None:
         """Stop the axis."""
@@ -177,8 +168,52 @@ class Esp300Axis(StandardReadable, StandardMovable[float]):
             self.acceleration = self._setting(f"{n}AC", f"{units}/s^2")
             self.low_limit_travel = self._setting(f"{n}SL", units)
             self.high_limit_travel = self._setting(f"{n}SR", units)
+            self.deceleration = self._setting(f"{n}AG", f"{units}/s^2")
+            self.stage_id, self._set_stage_id = soft_signal_r_and_setter(str)
         self.user_setpoint = soft_signal_rw(float, units=units, precision=4)
         super().__init__(name=name)
+
+    async def wait_stopped(self, timeout: float) -> None:
+        """Poll `nMD?` until the axis has stopped, then check the error buffer.
+
+        Raises:
+            InstrumentTimeoutError: If it still moves after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = await self.link.query(f"{self.number}MD?")
+            if parse_motion_done(reply, f"{self.name}: {self.number}MD?"):
+                break
+            if time.monotonic() > deadline:
+                raise InstrumentTimeoutError(
+                    f"{self.name}: still moving after {timeout:g} s; check the "
+                    "stage for a collision or a limit switch"
+                )
+            await asyncio.sleep(POLL)
+        await raise_errors(self.link, self.name)
+
+    @AsyncStatus.wrap
+    async def home(self, mode: int | None = None, timeout: float = 120.0) -> None:
+        """Search for home (`nOR`) and wait until the axis has stopped there.
+
+        Args:
+            mode: Home search mode 0-6 (manual, `OR`); None uses the
+                controller's own (`OM`, home and index signals by default).
+            timeout: Seconds the search may take.
+        """
+        if mode is not None and mode not in range(7):
+            raise ValueError(f"{self.name}: home search mode {mode}: use 0 to 6")
+        await self.link.send(f"{self.number}OR{'' if mode is None else mode}")
+        await raise_errors(self.link, self.name)
+        await self.wait_stopped(timeout)
+
+    @AsyncStatus.wrap
+    async def define_home(self, position: float = 0.0) -> None:
+        """Call where the axis stands `position` from now on (`nDH`); nothing moves."""
+        if not math.isfinite(position):
+            raise ValueError(f"{self.name}: cannot define home as {position}")
+        await self.link.send(f"{self.number}DH{position:.6f}")
+        await raise_errors(self.link, self.name)
 
     def _setting(self, mnemonic: str, units: str) -> SignalRW[float]:
         async def write(value: float | None) -> None:
@@ -256,6 +291,8 @@ class Esp300(StandardReadable):
                 break
         for axis in self.axes.values():
             await self.link.send(f"{axis.number}MO")
+            reply = await query_retrying(self.link, f"{axis.number}ID?")
+            axis._set_stage_id(reply.strip())  # stage model, serial number
         await raise_errors(self.link, self.name)
 
     async def disconnect(self) -> None:

@@ -183,6 +183,14 @@ class MaiTai(StandardReadable, StandardMovable[float]):
             self.warmup = SignalR(
                 SoftSignalBackend(float, units="%", getter=self._read_warmup)
             )
+            self.pump_power = SignalR(
+                SoftSignalBackend(
+                    float,
+                    units="W",
+                    precision=2,
+                    getter=lambda: self._quantity("READ:PLASer:POWer?", "W"),
+                )
+            )
             self.identity, self._set_identity = soft_signal_r_and_setter(str)
         self.wavelength_setpoint = soft_signal_rw(float, units="nm", precision=1)
         super().__init__(name=name, connector=LinkConnector(self.link, self._handshake))
