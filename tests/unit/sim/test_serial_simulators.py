@@ -71,9 +71,7 @@ def test_a_wrong_baud_rate_gets_silence(simulated_lab):
 
 
 @pytest.mark.parametrize("rtscts", [True, False])
-def test_esp300_answers_whether_or_not_the_host_asks_for_rts_cts(
-    simulated_lab, rtscts
-):
+def test_esp300_answers_whether_or_not_the_host_asks_for_rts_cts(simulated_lab, rtscts):
     # The controller sees only the RTS line, which pyserial raises on open.
     host = simulated_lab({"stage": {"kind": "esp300"}})
     with port(host, "stage", baudrate=19200, rtscts=rtscts) as s:
