@@ -4,7 +4,8 @@ Files are imported under a synthetic package name (`labsky_plans.<stem>`), so
 nothing is added to `sys.path`. Only functions listed in the module's
 `__all__` become plans, and only if they are typed like blueapi requires:
 every parameter annotated, a `-> MsgGenerator` return, and an `md` parameter
-so callers can add metadata to the run.
+so callers can add metadata to the run. Types are read by the plan's argument
+model (`labsky.plans.signature`), the one the front ends check arguments with.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import inspect
 import sys
 import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from labsky.plans import BLUESKY_PLANS, LABSKY_PLANS
+from labsky.plans.signature import PlanDefinitionError, plan_signature
 
 PACKAGE = "labsky_plans"
 
@@ -56,21 +60,20 @@ def plan_problems(func: Any, where: str) -> list[str]:
     name = func.__name__
     problems = []
     try:
-        hints = typing.get_type_hints(func)
-    except Exception as exc:  # noqa: BLE001 - reported to the user
-        return [f"{where}: {name}: type hints cannot be evaluated: {exc}"]
-    if not _is_msg_generator(hints.get("return")):
+        model = plan_signature(func)
+    except PlanDefinitionError as exc:
+        return [f"{where}: {exc}"]
+    if not _is_msg_generator(model.return_hint):
         problems.append(f"{where}: {name}: annotate the return as `-> MsgGenerator`")
-    signature = inspect.signature(func)
-    for param in signature.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+    for param in model.parameters.values():
+        if param.variadic:
             problems.append(
                 f"{where}: {name}: *{param.name} cannot be filled from a form or the "
                 "command line; name each parameter"
             )
-        elif param.name not in hints:
+        elif not param.typed:
             problems.append(f"{where}: {name}: parameter {param.name!r} has no type")
-    if "md" not in signature.parameters:
+    if "md" not in model.parameters:
         problems.append(
             f"{where}: {name}: add `md: dict[str, Any] | None = None` and pass it "
             "to the run so callers can record metadata"
@@ -142,3 +145,29 @@ def _line_of(exc: BaseException, path: Path) -> int:
         if Path(frame.filename) == path and frame.lineno:
             return frame.lineno
     return 1
+
+
+def load_plans(
+    plan_files: Iterable[str | Path],
+) -> tuple[dict[str, Plan], list[PlanModule]]:
+    """Every plan a session of a profile offers, and the loaded plan modules.
+
+    bluesky's and labsky's plans come first; a profile plan that would shadow
+    one of them is left out, and its module says so.
+
+    Args:
+        plan_files: The profile's plan modules (`Profile.plan_files`).
+    """
+    plans: dict[str, Plan] = {**BLUESKY_PLANS, **LABSKY_PLANS}
+    modules = []
+    for path in plan_files:
+        module = load_plan_module(path)
+        for name in list(module.plans):
+            if name in plans:
+                module.problems.append(
+                    f"{path}:1: plan {name!r} shadows a plan of that name; rename it"
+                )
+                del module.plans[name]
+        plans.update(module.plans)
+        modules.append(module)
+    return plans, modules

@@ -135,6 +135,12 @@ def test_bad_plan_or_argument_is_refused_when_queued(client):
         client.queue("count", ["nosuch"], num=2)
     with pytest.raises(PlanRefusedError, match="num"):
         client.queue("count", ["pdet"], num="many")
+    # the annotations come from the plans' models: a device of the wrong kind
+    # and an enum value the plan does not take are refused when queued too
+    with pytest.raises(PlanRefusedError, match="rp.pid"):
+        client.queue("network_analyzer", "rp.pid", 1.49e6, 1.51e6)
+    with pytest.raises(PlanRefusedError, match="trigger"):
+        client.queue("scope_series", "rp.scope", trigger="CH3_PE")
     assert client.status()["items_in_queue"] == before
 
 

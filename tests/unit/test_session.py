@@ -1,6 +1,6 @@
 import pytest
 
-from labsky.plan_arguments import PlanArgumentError
+from labsky.plans.signature import PlanArgumentError
 from tests.conftest import REPO
 
 SIM = REPO / "profiles" / "sim"

@@ -1,13 +1,15 @@
-"""Queue-server parameter annotations generated from a plan's type hints.
+"""Queue-server parameter annotations, written from each plan's argument model.
 
 The queue server turns device names into devices, and validates arguments
 before it queues an item, from each parameter's annotation. It understands
 builtin types and its own markers (`__READABLE__`, `__MOVABLE__`,
 `__FLYABLE__`, `__DEVICE__`) but not labsky's protocols and device classes,
 and a parameter it does not understand gets its strings unconverted. So the
-session's plans are exposed to the worker wrapped, with an annotation built
-here for every parameter; the wrapper then binds the arguments with labsky's
-own checks (`Session.plan`), exactly as the prompt and `labsky run` do.
+session's plans are exposed to the worker wrapped, with an annotation
+written here from the plan's model (`labsky.plans.signature`): a device
+reference lists the session's devices that fit, so the queue server refuses
+other names when an item is added. The wrapper then binds the arguments with
+the same model (`Session.plan`), exactly as the prompt and `labsky run` do.
 """
 
 from __future__ import annotations
@@ -17,125 +19,78 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bluesky import protocols
-from ophyd_async.core import Device
 
-_PROTOCOL_MARKERS: list[tuple[Any, str]] = [
-    (protocols.Movable, "__MOVABLE__"),
-    (protocols.Flyable, "__FLYABLE__"),
-    (protocols.Readable, "__READABLE__"),
-]
+from labsky.plans.argument_types import device_ref, items_of
+from labsky.plans.device_refs import DeviceLookup, DeviceRef
+from labsky.plans.signature import plan_signature
+
+_PROTOCOL_MARKERS: dict[Any, str] = {
+    protocols.Movable: "__MOVABLE__",
+    protocols.Flyable: "__FLYABLE__",
+    protocols.Readable: "__READABLE__",
+}
 _BUILTINS = {int: "int", float: "float", str: "str", bool: "bool", bytes: "bytes"}
 
 
-def annotation_text(hint: Any) -> str:
-    """The queue server's annotation for a type hint.
+class _Annotator:
+    """Writes the queue server's annotation of a model's parameter types."""
 
-    Devices and protocols become the queue server's markers (so names are
-    converted), containers and unions keep their shape, enums and literals
-    become the text or values they accept, anything else `typing.Any`.
-    """
-    if hint is Any or hint is inspect.Parameter.empty:
-        return "typing.Any"
-    if hint is None or hint is type(None):
-        return "None"
-    if hint in _BUILTINS:
-        return _BUILTINS[hint]
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        texts = list(dict.fromkeys(annotation_text(a) for a in args))
-        if "typing.Any" in texts:
+    def __init__(self, lookup: DeviceLookup):
+        self.lookup = lookup
+        self.devices: dict[str, list[str]] = {}
+
+    def text(self, annotation: Any) -> str:
+        ref = device_ref(annotation)
+        if ref is not None:
+            return self._device(ref)
+        items = items_of(annotation)
+        if items is not None:
+            return f"typing.List[{self.text(items.item)}]"
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is typing.Annotated:
+            return self.text(args[0])
+        if annotation is Any:
             return "typing.Any"
-        return f"typing.Union[{', '.join(texts)}]"
-    if origin is typing.Literal:
-        return f"typing.Literal[{', '.join(repr(a) for a in args)}]"
-    if origin in (list, Sequence, Iterable, set, frozenset) or (
-        isinstance(origin, type)
-        and issubclass(origin, Sequence)
-        and origin is not tuple
-    ):
-        inner = annotation_text(args[0]) if args else "typing.Any"
-        return f"typing.List[{inner}]"
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"typing.List[{annotation_text(args[0])}]"
-        return f"typing.Tuple[{', '.join(annotation_text(a) for a in args)}]"
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        return "dict"
-    if hint in (list, Sequence, tuple):
-        return "list"
-    if isinstance(hint, type):
-        if issubclass(hint, enum.Enum):
-            return "str"
-        for protocol, marker in _PROTOCOL_MARKERS:
-            if hint is protocol:
-                return marker
-        if issubclass(hint, Device) or getattr(hint, "_is_protocol", False):
-            return f"__DEVICE__{hint.__name__}"
-    return "typing.Any"
+        if annotation is None or annotation is type(None):
+            return "None"
+        if annotation in _BUILTINS:
+            return _BUILTINS[annotation]
+        if origin in (typing.Union, types.UnionType):
+            texts = list(dict.fromkeys(self.text(a) for a in args))
+            if "typing.Any" in texts:
+                return "typing.Any"
+            return f"typing.Union[{', '.join(texts)}]"
+        if origin is typing.Literal:
+            return f"typing.Literal[{', '.join(repr(a) for a in args)}]"
+        if origin is tuple:
+            return f"typing.Tuple[{', '.join(self.text(a) for a in args)}]"
+        if origin is dict or annotation is dict:
+            return "dict"
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            values = ", ".join(repr(m.value) for m in annotation)
+            return f"typing.Literal[{values}]"  # the model takes the values
+        return "typing.Any"
 
-
-def device_catalogue(devices: Mapping[str, Any], depth: int = 2) -> dict[str, Any]:
-    """Every device and child (`rp.iq`) by dotted name, down to `depth` levels."""
-    found: dict[str, Any] = {}
-
-    def walk(name: str, device: Any, level: int) -> None:
-        found[name] = device
-        if level < depth and hasattr(device, "children"):
-            for child_name, child in device.children():
-                if isinstance(child, Device) and not child_name.startswith("_"):
-                    walk(f"{name}.{child_name}", child, level + 1)
-
-    for name, device in devices.items():
-        walk(name, device, 0)
-    return found
-
-
-def _device_types(text: str, catalogue: Mapping[str, Any], hint: Any) -> dict[str, Any]:
-    """Replace device markers by named lists of the session's fitting devices.
-
-    The queue server then converts exactly those names and refuses any other
-    when an item is added, not when it runs.
-    """
-    kinds: dict[str, list[str]] = {}
-    classes = {c.__name__: c for c in _classes(hint)}
-    for protocol, marker in _PROTOCOL_MARKERS:
-        if marker in text:
-            names = [n for n, d in catalogue.items() if isinstance(d, protocol)]
-            kind = marker.strip("_").capitalize() + "Devices"
-            if names:
-                text = text.replace(marker, kind)
-                kinds[kind] = sorted(names)
-    for class_name, cls in classes.items():
-        marker = f"__DEVICE__{class_name}"
-        if marker in text:
-            names = [n for n, d in catalogue.items() if isinstance(d, cls)]
-            text = text.replace(
-                marker, f"{class_name}Devices" if names else "__DEVICE__"
-            )
-            if names:
-                kinds[f"{class_name}Devices"] = sorted(names)
-    spec: dict[str, Any] = {"annotation": text}
-    if kinds:
-        spec["devices"] = kinds
-    return spec
-
-
-def _classes(hint: Any) -> list[type]:
-    if isinstance(hint, type):
-        return [hint]
-    return [c for a in typing.get_args(hint) for c in _classes(a)]
-
-
-def _hints(plan: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(plan)
-    except Exception:  # noqa: BLE001 - unresolvable hints: everything is Any
-        return {}
+    def _device(self, ref: DeviceRef) -> str:
+        """A marker, replaced by a named list when the session has devices that fit."""
+        if not ref.required:
+            return "typing.Any"  # `Movable | Any`: names or values
+        target = ref.targets[0] if len(ref.targets) == 1 else None
+        marker = _PROTOCOL_MARKERS.get(target, "__DEVICE__")
+        names = self.lookup.fitting(ref) if self.lookup.devices else []
+        if not names:
+            return marker
+        kind = (
+            marker.strip("_").capitalize()
+            if target in _PROTOCOL_MARKERS
+            else str(ref).replace(" | ", "Or")
+        ) + "Devices"
+        self.devices[kind] = names
+        return kind
 
 
 def queue_annotation(
@@ -148,16 +103,18 @@ def queue_annotation(
         devices: The session's devices; device parameters then list the names
             that fit, so the queue server refuses others when an item is added.
     """
-    hints = _hints(plan)
+    signature = plan_signature(plan)
+    lookup = DeviceLookup(devices or {})
+    parameters = {}
+    for name, param in signature.parameters.items():
+        if param.variadic:
+            continue
+        annotator = _Annotator(lookup)
+        spec: dict[str, Any] = {"annotation": annotator.text(param.annotation)}
+        if annotator.devices:
+            spec["devices"] = annotator.devices
+        parameters[name] = spec
     doc = inspect.getdoc(plan) or ""
-    catalogue = device_catalogue(devices or {})
-    parameters = {
-        name: _device_types(
-            annotation_text(hints.get(name, Any)), catalogue, hints.get(name, Any)
-        )
-        for name, param in inspect.signature(plan).parameters.items()
-        if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
-    }
     return {"description": doc.split("\n\n")[0], "parameters": parameters}
 
 
