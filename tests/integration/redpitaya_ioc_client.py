@@ -16,7 +16,7 @@ from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
 
 from labsky.devices.redpitaya import RedPitayaParams, redpitaya
-from labsky.plans.redpitaya import network_analyzer
+from labsky.devices.redpitaya.plans import network_analyzer
 
 
 def rendezvous(folder: Path, role: str) -> None:

@@ -2,7 +2,12 @@
 
 Lab and experiment plans live in the top-level `plans/` folder and are loaded
 by the session from the profile; these are the reusable ones, typed with
-bluesky protocols so they work with any device that fits.
+bluesky protocols so they work with any device that fits. Instrument plans
+live beside their devices (`labsky.devices.redpitaya.plans`); every session
+offers them too (`LABSKY_PLANS`).
+
+`labsky.plans.signature` is the one model of a plan's arguments that every
+front end checks calls with.
 """
 
 from collections.abc import Callable
@@ -10,15 +15,15 @@ from typing import Any
 
 import bluesky.plans as bp
 
-from labsky.plans.alignment import peak_scan
-from labsky.plans.camera import exposure_series, fly_frames
-from labsky.plans.optics import fit_malus, polarization_scan, wavelength_scan
-from labsky.plans.redpitaya import (
+from labsky.devices.redpitaya.plans import (
     fit_resonance,
     network_analyzer,
     pid_lock,
     scope_series,
 )
+from labsky.plans.alignment import peak_scan
+from labsky.plans.camera import exposure_series, fly_frames
+from labsky.plans.optics import fit_malus, polarization_scan, wavelength_scan
 
 #: bluesky's standard plans exposed by name in every session.
 BLUESKY_PLANS: dict[str, Callable[..., Any]] = {

@@ -22,7 +22,7 @@ from labsky.devices.redpitaya import (
     demodulate,
     redpitaya,
 )
-from labsky.plans.redpitaya import (
+from labsky.devices.redpitaya.plans import (
     fit_resonance,
     network_analyzer,
     pid_lock,
