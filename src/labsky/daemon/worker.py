@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,37 @@ def worker_namespace(
 
 
 def namespace_of(session: Session) -> dict[str, Any]:
-    """The worker's names: `RE`, `labsky_session`, devices, wrapped plans."""
-    names: dict[str, Any] = {"RE": session.run_engine, "labsky_session": session}
+    """The worker's names: `RE`, `labsky_session`, devices, wrapped plans.
+
+    Also the function `reconnect` (run with the queue server's
+    `function_execute`, e.g. `LabClient.reconnect("meter")`).
+    """
+    names: dict[str, Any] = {
+        "RE": session.run_engine,
+        "labsky_session": session,
+        "reconnect": reconnect_function(session),
+    }
     names.update(session.devices)
     for name, plan in session.plans.items():
         if name in names:
             logger.warning("plan %s hides a device of the same name", name)
         names[name] = queue_plan(name, plan, session)
     return names
+
+
+def reconnect_function(session: Session) -> Callable[[str], dict[str, Any]]:
+    """The queue-server function that reconnects a device of `session`."""
+
+    def reconnect(name: str) -> dict[str, Any]:
+        """Connect a device again once its instrument is back (`Session.reconnect`).
+
+        A device that failed when the environment opened connects, but the
+        queue server lists it (for plans' arguments) once the environment is
+        opened again.
+
+        Returns:
+            `{"reconnected": [names]}`, `name` first.
+        """
+        return {"reconnected": session.reconnect(name)}
+
+    return reconnect

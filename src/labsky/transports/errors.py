@@ -16,6 +16,15 @@ def excerpt(reply: str | bytes, limit: int = 60) -> str:
     return f"{reply[:limit]!r}... ({len(reply)} {unit})"
 
 
+def reconnect_advice(label: str) -> str:
+    """How to connect a device again once its instrument is back."""
+    name = label if label.isidentifier() else "NAME"
+    return (
+        f"then reconnect it: session.reconnect({name!r}), or %reconnect {name} at "
+        "the prompt"
+    )
+
+
 def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
     """Cut the middle of a message longer than `limit` characters."""
     if len(message) <= limit:

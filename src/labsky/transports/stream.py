@@ -23,6 +23,7 @@ from labsky.transports.errors import (
     InstrumentTimeoutError,
     LinkClosedError,
     ReplyError,
+    reconnect_advice,
 )
 
 T = TypeVar("T")
@@ -185,7 +186,7 @@ class StreamLink:
             reason = f" ({protocol.lost})" if protocol.lost else ""
             raise LinkClosedError(
                 f"{self.label}: the connection to {self.address} was lost{reason}; "
-                "check the cable and power, then reconnect the device"
+                f"check the cable and power, {reconnect_advice(self.label)}"
             )
         return protocol
 

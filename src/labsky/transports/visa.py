@@ -11,7 +11,12 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from labsky.transports.errors import InstrumentTimeoutError, LinkClosedError, ReplyError
+from labsky.transports.errors import (
+    InstrumentTimeoutError,
+    LinkClosedError,
+    ReplyError,
+    reconnect_advice,
+)
 from labsky.transports.stream import LineSettings
 
 
@@ -108,7 +113,10 @@ class VisaLink:
                     f"{self.label}: no reply to {command!r} from {self.address} "
                     f"within {resource.timeout / 1000:g} s; {self.hint}"
                 ) from None
-            raise LinkClosedError(f"{self.label}: {command!r} failed: {exc}") from exc
+            raise LinkClosedError(
+                f"{self.label}: {command!r} failed: {exc}; check the instrument, "
+                f"{reconnect_advice(self.label)}"
+            ) from exc
         except UnicodeDecodeError as exc:
             raise ReplyError(
                 f"{self.label}: the reply to {command!r} is not "

@@ -4,7 +4,12 @@ import pytest
 from bluesky.run_engine import call_in_bluesky_event_loop as call
 
 from labsky.devices.newport import Esp300, Newport1830C
-from labsky.transports import InstrumentError, InstrumentTimeoutError
+from labsky.transports import (
+    InstrumentError,
+    InstrumentTimeoutError,
+    LinkClosedError,
+    SerialLink,
+)
 
 
 def test_a_failed_handshake_closes_the_port_so_the_next_attempt_can_lock_it(
@@ -39,3 +44,18 @@ def test_a_handshake_cut_by_the_connect_timeout_closes_the_port(
     connect_devices(again)
     assert not slow.link.is_open
     assert call(again.wavelength.get_value()) > 0
+
+
+def test_a_port_another_program_holds_says_so(simulated_lab, run_engine):
+    lab = simulated_lab({"meter": {"kind": "newport1830c"}})
+    holder = SerialLink(lab.endpoints["meter"], label="other")
+    call(holder.open())
+    try:
+        with pytest.raises(LinkClosedError) as info:
+            call(SerialLink(lab.endpoints["meter"], label="meter").open())
+        message = str(info.value)
+        assert message.startswith(f"meter: cannot open {lab.endpoints['meter']}")
+        assert "another program (or another session) has" in message
+        assert f"fuser -v {lab.endpoints['meter']}" in message
+    finally:
+        call(holder.close())
