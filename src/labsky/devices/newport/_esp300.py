@@ -32,6 +32,7 @@ from labsky.transports import (
     ReplyError,
     SerialLink,
     SerialSettings,
+    excerpt,
 )
 
 POLL = 0.05  # seconds between motion-done polls
@@ -61,15 +62,21 @@ def parse_motion_done(reply: str, what: str) -> bool:
     return reply == "1"
 
 
-def parse_error(reply: str) -> tuple[int, str]:
+def parse_error(reply: str, who: str = "ESP300") -> tuple[int, str]:
     """Parse `TB?`: `code, timestamp, MESSAGE`.
+
+    Args:
+        reply: The reply.
+        who: The device, for the message.
 
     Raises:
         ReplyError: If the reply does not have that shape.
     """
     parts = [p.strip() for p in reply.split(",", 2)]
     if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()):
-        raise ReplyError(f"TB? answers 'code, timestamp, message', got {reply!r}")
+        raise ReplyError(
+            f"{who}: TB? answers 'code, timestamp, message', got {excerpt(reply)}"
+        )
     return int(parts[0]), parts[2]
 
 
@@ -88,7 +95,7 @@ def move_time(distance: float, velocity: float, acceleration: float) -> float:
 
 async def raise_errors(link: Link, who: str) -> None:
     """Read the ESP300's error buffer; raise the first error it holds."""
-    code, message = parse_error(await query_retrying(link, "TB?"))
+    code, message = parse_error(await query_retrying(link, "TB?"), who)
     if code:
         raise InstrumentRefusedError(
             f"{who}: the ESP300 reports error {code}: {message}"
