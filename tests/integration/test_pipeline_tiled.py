@@ -1,10 +1,12 @@
 """Runs reach HDF5 and Tiled while they go on; `labsky serve` serves them again."""
 
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
@@ -16,7 +18,7 @@ from bluesky_tiled_plugins.queries import TimeRange
 from tiled.client import from_uri
 from tiled.queries import FullText, Key
 
-from labsky.tiled_service import runs_container
+from labsky.pipeline.server import runs_container
 
 from ..conftest import REPO
 
@@ -38,6 +40,7 @@ def slow_scan(det, motor, points, pause):
 
 def test_a_run_is_visible_in_tiled_while_it_runs(labsky_session):
     session = labsky_session(SIM)
+    session.catalogued()  # the catalog server is up (it starts beside the session)
     url, key = session.tiled.url, session.tiled.api_key
     seen, errors = [], []
     done = threading.Event()
@@ -98,11 +101,34 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _children(pid):
+    """Every descendant of a process, with its command line."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        found[int(proc.name)] = (int(stat[1]), cmdline)
+    family, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, (parent, _) in found.items():
+            if parent in family and child not in family:
+                family.add(child)
+                grew = True
+    return {p: found[p][1] for p in family if p in found}
+
+
 def test_labsky_serve_serves_the_runs_a_session_wrote(labsky_session, tmp_path):
     session = labsky_session(SIM, data_dir=tmp_path / "data")
     result = session.run("scan", ["pdet"], "stage.x", 0, 1, 6, md={"sample": "served"})
     uid = result.run_start_uids[0]
     session.close()
+    key = (tmp_path / "data" / "tiled" / "api_key").read_text().strip()
 
     port = free_port()
     server = subprocess.Popen(
@@ -120,18 +146,19 @@ def test_labsky_serve_serves_the_runs_a_session_wrote(labsky_session, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    output = []
     try:
-        header = server.stdout.readline() + server.stdout.readline()
-        key = header.split("api key: ")[1].split()[0]
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client = from_uri(f"http://127.0.0.1:{port}", api_key=key)
+        output.append(server.stdout.readline())
+        output.append(server.stdout.readline())
+        assert f"api key: {key[:4]}…" in output[1]
+        for line in server.stdout:  # until the server listens
+            output.append(line)
+            if "Uvicorn running on" in line:
                 break
-            except Exception:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
+        # Any local user can read command lines: the key is in none of them.
+        commands = _children(server.pid)
+        assert len(commands) >= 2 and all(key not in c for c in commands.values())
+        client = from_uri(f"http://127.0.0.1:{port}", api_key=key)
         run = client["raw"].search(Key("start.sample") == "served")[uid]
         np.testing.assert_allclose(
             run["primary"]["stage-x"].read(), np.linspace(0, 1, 6)
@@ -142,11 +169,26 @@ def test_labsky_serve_serves_the_runs_a_session_wrote(labsky_session, tmp_path):
             ]["stage-x"].read()
     finally:
         server.terminate()
-        server.wait(20)
+        output += server.communicate(timeout=20)[0]
+    assert key not in "".join(output)  # tiled prints its URL: the key is masked
 
 
-def test_serving_beyond_loopback_needs_an_api_key(tmp_path):
+def test_labsky_serve_refuses_a_directory_without_runs(tmp_path):
     result = subprocess.run(
+        [sys.executable, "-m", "labsky", "serve", "--data-dir", str(tmp_path / "typo")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "holds no labsky runs" in result.stderr and "--create" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def _serve(tmp_path, *options, key=None):
+    env = {k: v for k, v in os.environ.items() if k != "LABSKY_TILED_API_KEY"}
+    if key is not None:
+        env["LABSKY_TILED_API_KEY"] = key
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -154,19 +196,24 @@ def test_serving_beyond_loopback_needs_an_api_key(tmp_path):
             "serve",
             "--data-dir",
             str(tmp_path),
-            "--host",
-            "0.0.0.0",
+            "--create",
+            *options,
         ],
         capture_output=True,
         text=True,
-        env={
-            k: v
-            for k, v in __import__("os").environ.items()
-            if k != "LABSKY_TILED_API_KEY"
-        },
+        env=env,
     )
+
+
+def test_serving_beyond_loopback_needs_an_api_key(tmp_path):
+    result = _serve(tmp_path, "--host", "0.0.0.0")
     assert result.returncode == 2
-    assert "pass --api-key" in result.stderr
+    assert "set LABSKY_TILED_API_KEY" in result.stderr
+
+
+def test_the_api_key_is_never_taken_on_the_command_line(tmp_path):
+    result = _serve(tmp_path, "--api-key", "secret123")
+    assert result.returncode == 2 and "No such option: --api-key" in result.stderr
 
 
 def test_camera_frames_are_linked_into_the_run_file_and_served(labsky_session):
@@ -185,19 +232,6 @@ def test_camera_frames_are_linked_into_the_run_file_and_served(labsky_session):
 
 
 def test_an_api_key_tiled_would_refuse_is_refused_up_front(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labsky",
-            "serve",
-            "--data-dir",
-            str(tmp_path),
-            "--api-key",
-            "not-alnum",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = _serve(tmp_path, key="not-alnum")
     assert result.returncode == 2
     assert "only letters and digits" in result.stderr

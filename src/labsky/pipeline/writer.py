@@ -8,23 +8,15 @@ wait, and before any other document. Start, descriptor, stop,
 stream_resource and stream_datum documents go through the same ring as
 one-row batches, so a reader sees one ordered log of the run.
 
-Batch schema metadata says what a batch holds:
-
-- `kind=document`: columns `name` and `doc` (JSON); one row.
-- `kind=events`: `descriptor`, `stream` and `run` uids in the metadata;
-  columns `seq_num`, `time`, then `data/<key>` and `timestamps/<key>` for
-  every data key that is not external (event uids are not kept: nothing
-  downstream needs them, and they were a fifth of the bytes). Arrays are
-  fixed-size lists with their shape in the field metadata (`shape`, JSON).
+The batch format is `labsky.pipeline.format`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,19 +32,17 @@ from event_model.documents import (
     StreamResource,
 )
 
-from labsky.ring import RingBuffer
-
-_JSON_DTYPES = {"number": np.float64, "integer": np.int64, "boolean": np.bool_}
-
-
-def column_dtype(key: Mapping[str, Any]) -> np.dtype | None:
-    """The numpy dtype of a data key's column, or None for strings/objects."""
-    if key.get("dtype") == "string" or None in (key.get("shape") or ()):
-        return None  # strings and variable-shape values travel as JSON text
-    if "dtype_numpy" in key and key["dtype_numpy"]:
-        dtype = np.dtype(key["dtype_numpy"])
-        return None if dtype.kind in "OUS" else dtype
-    return np.dtype(_JSON_DTYPES.get(key.get("dtype", "number"), np.float64))
+from labsky.pipeline.format import (
+    column_dtype,
+    document_batch,
+    events_metadata,
+    events_schema,
+    is_json_column,
+    key_shape,
+    stored_keys,
+    to_json,
+)
+from labsky.pipeline.ring import RingBuffer
 
 
 class _Columns:
@@ -61,26 +51,19 @@ class _Columns:
     def __init__(
         self, descriptor: EventDescriptor, run: str, capacity: int, max_bytes: int
     ):
-        self.keys = [
-            k for k, v in descriptor["data_keys"].items() if not v.get("external")
-        ]
-        self.shapes: dict[str, tuple[int, ...]] = {
-            k: tuple(int(d) for d in descriptor["data_keys"][k].get("shape") or () if d)
-            for k in self.keys
-        }
+        self.keys = stored_keys(descriptor)
+        self.shapes = {k: key_shape(descriptor["data_keys"][k]) for k in self.keys}
         self.dtypes = {k: column_dtype(descriptor["data_keys"][k]) for k in self.keys}
+        self.json_keys = {
+            k for k in self.keys if is_json_column(descriptor["data_keys"][k])
+        }
         row_bytes = 64 + sum(
             8 + (64 if dtype is None else dtype.itemsize * int(np.prod(self.shapes[k])))
             for k, dtype in self.dtypes.items()
         )
         # As many rows as fit a ring slot, so big arrays travel in small batches.
         self.capacity = max(1, min(capacity, max_bytes // row_bytes))
-        self.metadata = {
-            "kind": "events",
-            "descriptor": descriptor["uid"],
-            "stream": descriptor.get("name", "primary"),
-            "run": run,
-        }
+        self.metadata = events_metadata(descriptor, run)
         n = self.capacity
         self.rows = 0
         self.seq_num = np.empty(n, np.int64)
@@ -91,9 +74,20 @@ class _Columns:
             for k, d in self.dtypes.items()
         }
         self._schema: pa.Schema | None = None
+        self._ordered = False
+
+    def _follow_event_order(self, data: Any) -> None:
+        """Order the columns as the events order their data (as stock tables do)."""
+        stored = set(self.keys)
+        self.keys = [k for k in data if k in stored] + [
+            k for k in self.keys if k not in data
+        ]
+        self._ordered = True
 
     def add(self, doc: Event) -> bool:
         """Copy one event in; return True when the columns are full."""
+        if not self._ordered:
+            self._follow_event_order(doc["data"])
         i = self.rows
         self.seq_num[i] = doc["seq_num"]
         self.time[i] = doc["time"]
@@ -110,6 +104,8 @@ class _Columns:
 
     def add_page(self, page: EventPage, start: int, stop: int) -> bool:
         """Copy rows `start:stop` of an event page in; return True when full."""
+        if not self._ordered:
+            self._follow_event_order(page["data"])
         i, n = self.rows, stop - start
         self.seq_num[i : i + n] = _numbers(page["seq_num"][start:stop], np.int64)
         self.time[i : i + n] = _numbers(page["time"][start:stop], np.float64)
@@ -134,7 +130,11 @@ class _Columns:
         n = self.rows
         arrays = [pa.array(self.seq_num[:n]), pa.array(self.time[:n])]
         for key in self.keys:
-            arrays.append(_arrow_column(self.data[key], n, self.shapes[key]))
+            arrays.append(
+                _arrow_column(
+                    self.data[key], n, self.shapes[key], key in self.json_keys
+                )
+            )
             arrays.append(pa.array(self.timestamps[key][:n]))
             if isinstance(self.data[key], list):
                 self.data[key] = []
@@ -144,13 +144,8 @@ class _Columns:
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
 
     def _make_schema(self, arrays: list[pa.Array]) -> pa.Schema:
-        fields = [pa.field("seq_num", pa.int64()), pa.field("time", pa.float64())]
-        for index, key in enumerate(self.keys):
-            shape = json.dumps(list(self.shapes[key]))
-            data_type = arrays[2 + 2 * index].type
-            fields.append(pa.field(f"data/{key}", data_type, metadata={"shape": shape}))
-            fields.append(pa.field(f"timestamps/{key}", pa.float64()))
-        return pa.schema(fields, metadata=self.metadata)
+        types = [arrays[2 + 2 * index].type for index in range(len(self.keys))]
+        return events_schema(self.keys, types, self.shapes, self.metadata)
 
 
 def _numbers(values: Any, dtype: Any) -> Any:
@@ -158,36 +153,20 @@ def _numbers(values: Any, dtype: Any) -> Any:
     return np.asarray(values, dtype=dtype) if isinstance(values, list) else values
 
 
-def _arrow_column(column: Any, n: int, shape: tuple[int, ...]) -> pa.Array:
-    if isinstance(column, list):
+def _arrow_column(
+    column: Any, n: int, shape: tuple[int, ...], json_values: bool
+) -> pa.Array:
+    if json_values:
+        return pa.array([to_json(c) for c in column], pa.string())
+    if isinstance(column, list):  # strings
         return pa.array(
-            [c if isinstance(c, str) else json.dumps(c) for c in column], pa.string()
+            [c if isinstance(c, str) else to_json(c) for c in column], pa.string()
         )
     values = np.ascontiguousarray(column[:n])
     if not shape:
         return pa.array(values)
     size = int(np.prod(shape))
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), size)
-
-
-def document_batch(name: str, doc: Any) -> pa.RecordBatch:
-    """A one-row batch carrying a whole document as JSON."""
-    schema = pa.schema(
-        [("name", pa.string()), ("doc", pa.string())],
-        metadata={"kind": "document", "name": name},
-    )
-    return pa.RecordBatch.from_arrays(
-        [pa.array([name]), pa.array([json.dumps(doc, default=_json_default)])],
-        schema=schema,
-    )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 class RingWriter(DocumentRouter):
@@ -207,6 +186,9 @@ class RingWriter(DocumentRouter):
             batch fits a ring slot).
         min_interval: Shortest time between two events batches, seconds.
         flush_seconds: Longest time a row waits when no event follows it.
+        check: Called before every document is published; it raises if the
+            documents can no longer be stored (the storage worker failed),
+            which ends the run with that error.
     """
 
     def __init__(
@@ -215,9 +197,11 @@ class RingWriter(DocumentRouter):
         flush_rows: int = 1000,
         min_interval: float = 0.004,
         flush_seconds: float = 0.02,
+        check: Callable[[], None] | None = None,
     ):
         super().__init__()
         self.ring = ring
+        self.check = check
         self.flush_rows = flush_rows
         self.min_interval = min_interval
         self.flush_seconds = flush_seconds
@@ -256,6 +240,8 @@ class RingWriter(DocumentRouter):
             self._wake.notify()
 
     def _publish_document(self, name: str, doc: Any) -> None:
+        if self.check is not None:
+            self.check()
         with self._lock:
             self._flush_locked()
             self.ring.publish(document_batch(name, doc))
@@ -327,11 +313,15 @@ class RingWriter(DocumentRouter):
             self._columns[doc["uid"]] = columns
 
     def event(self, doc: Event) -> Event:
+        if self.check is not None:
+            self.check()
         columns = self._columns[doc["descriptor"]]
         self._add(lambda: self._add_rows(columns, columns.add(doc)))
         return doc
 
     def event_page(self, doc: EventPage) -> EventPage:
+        if self.check is not None:
+            self.check()
         columns = self._columns[doc["descriptor"]]
 
         def add() -> None:

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from event_model import compose_run, pack_event_page
 
-from labsky.callbacks.ring_writer import RingWriter
-from labsky.ring import RingBuffer, RingReader
-from labsky.storage import HDF5Sink
+from labsky.pipeline.writer import RingWriter
+from labsky.pipeline.ring import RingBuffer, RingReader
+from labsky.pipeline.ring.reader import Batch
+from labsky.pipeline.sink import DataLossError, HDF5Sink
 from labsky.testing import validate_document
 
 
@@ -61,17 +62,29 @@ def recorded_run(n=25, md=None):
     return docs, events
 
 
+class RecordingFeed:
+    """A CatalogFeed that records what the sink hands over."""
+
+    def __init__(self):
+        self.notes = []
+
+    def document(self, name, doc, path):
+        self.notes.append((name, {"doc": doc, "path": path}))
+
+    def events(self, batch):
+        self.notes.append(("events", {"rows": batch.num_rows}))
+
+    def stored(self, run, stream, length):
+        self.notes.append(("rows", {"run": run, "stream": stream, "length": length}))
+
+
 def run_through_pipeline(tmp_path, docs, **sink_options):
     ring = RingBuffer(tmp_path / "ring", slot_count=16, slot_size=64 * 1024)
     cursor = ring.register_durable_reader()
     reader = RingReader(ring.path, durable_cursor=cursor, auto_commit=False)
-    notes = []
-    sink = HDF5Sink(
-        reader,
-        tmp_path / "runs",
-        notify=lambda n, p: notes.append((n, p)),
-        **sink_options,
-    ).start()
+    feed = RecordingFeed()
+    notes = feed.notes
+    sink = HDF5Sink(reader, tmp_path / "runs", catalog=feed, **sink_options).start()
     writer = RingWriter(ring, flush_rows=4, flush_seconds=60, min_interval=float("inf"))
     for name, doc in docs:
         validate_document(name, doc)
@@ -206,3 +219,82 @@ def test_big_arrays_travel_in_batches_that_fit_a_slot(tmp_path, shape):
     sink.close()
     with h5py.File(sink.closed_runs[0], "r") as f:
         np.testing.assert_array_equal(f["primary/data/scope"][:], np.array(traces))
+
+
+def test_a_gap_in_the_ring_stops_the_sink_without_committing_past_it(tmp_path):
+    docs, _ = recorded_run(n=4)
+    ring = RingBuffer(tmp_path / "ring", slot_count=16, slot_size=64 * 1024)
+    reader = RingReader(
+        ring.path, durable_cursor=ring.register_durable_reader(), auto_commit=False
+    )
+    sink = HDF5Sink(reader, tmp_path / "runs", flush_seconds=3600)
+    writer = RingWriter(ring, flush_rows=100, flush_seconds=60, min_interval=0)
+    for name, doc in docs:
+        writer(name, doc)
+    items = reader.read_available()
+    sink.handle(items[0])
+    sink.handle(items[1])
+    sink.flush()
+    assert reader.committed == 2
+    with pytest.raises(DataLossError, match="expected ring batch 2 and got 3"):
+        sink.handle(items[3])
+    with pytest.raises(DataLossError, match="expected ring batch 2 and got 2"):
+        sink.handle(Batch(2, items[2].batch, missed=1))
+    assert reader.committed == 2  # nothing past the gap is ever committed
+
+
+def test_the_sink_thread_reports_a_gap_and_keeps_the_cursor(tmp_path):
+    docs, _ = recorded_run(n=4)
+    ring = RingBuffer(tmp_path / "ring", slot_count=16, slot_size=64 * 1024)
+    reader = RingReader(
+        ring.path, durable_cursor=ring.register_durable_reader(), auto_commit=False
+    )
+    errors = []
+    sink = HDF5Sink(reader, tmp_path / "runs", on_error=errors.append)
+    sink._expected = 5  # as if batch 5 were the next one: every batch is a gap
+    writer = RingWriter(ring, flush_rows=100, flush_seconds=60, min_interval=0)
+    for name, doc in docs:
+        writer(name, doc)
+    sink.start()
+    with pytest.raises(RuntimeError, match="the HDF5 sink failed"):
+        sink.drain()
+    assert isinstance(errors[0], DataLossError) and reader.committed == 0
+    sink.close()
+
+
+def test_a_short_run_costs_kilobytes_and_chunks_fit_the_stream(tmp_path):
+    docs, _ = recorded_run(n=5)
+    sink, _ = run_through_pipeline(tmp_path, docs)
+    [path] = sink.closed_runs
+    assert path.stat().st_size < 64 * 1024
+    with h5py.File(path, "r") as f:
+        assert f["primary/data/x"].chunks == (64,)
+        assert f["primary/data/trace"].chunks[1:] == (3, 4)
+
+
+def test_a_fast_stream_gets_big_chunks(tmp_path):
+    bundle = compose_run()
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={"x": {"source": "sim", "dtype": "number", "shape": []}},
+    )
+    events = [
+        desc.compose_event(data={"x": float(i)}, timestamps={"x": 0.0})
+        for i in range(20000)
+    ]
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    docs += [("event_page", pack_event_page(*events))]
+    docs.append(("stop", bundle.compose_stop()))
+    ring = RingBuffer(tmp_path / "ring", slot_count=8, slot_size=1024 * 1024)
+    reader = RingReader(
+        ring.path, durable_cursor=ring.register_durable_reader(), auto_commit=False
+    )
+    sink = HDF5Sink(reader, tmp_path / "runs").start()
+    writer = RingWriter(ring, flush_rows=20000, flush_seconds=60, min_interval=0)
+    for name, doc in docs:
+        writer(name, doc)
+    sink.drain()
+    sink.close()
+    with h5py.File(sink.closed_runs[0], "r") as f:
+        assert f["primary/data/x"].chunks == (32768,)
+        assert f["primary/data/x"].shape == (20000,)

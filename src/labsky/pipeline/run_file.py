@@ -1,21 +1,12 @@
 """`RunFile`: one run's HDF5 file, written in blocks and readable while it grows.
 
-Layout (documented in `docs/reference/hdf5-layout.md`)::
-
-    /                      attrs: start, stop (JSON), uid, scan_id, plan_name, time
-    /<stream>/             attrs: descriptor (JSON, the first), descriptors (JSON list)
-    /<stream>/data/<key>   (N, *shape), chunked, resizable; external data keys
-                           are HDF5 external links into the detector's file
-    /<stream>/timestamps/<key>  (N,) float64
-    /<stream>/time         (N,) float64
-    /<stream>/seq_num      (N,) int64, written last: its length is the number of
-                           committed rows, which recovery trusts
-
+The layout is `labsky.pipeline.format`'s (and `docs/reference/hdf5-layout.md`).
 The file is written with the latest HDF5 format and kept in SWMR mode, so
 readers (h5py with `swmr=True`, Tiled) see rows while the run goes on, and a
 process killed mid-run leaves a file that still opens with `swmr=True`.
-Objects cannot be created in SWMR mode, so a new stream, an external link or
-the stop document closes and reopens the file for a moment, then SWMR mode
+Objects cannot be created in SWMR mode, so a new stream, its first block (its
+datasets are made then, with chunks sized to that block), an external link
+or the stop document closes and reopens the file for a moment, then SWMR mode
 is switched on again (retried at every flush if a reader held the file).
 """
 
@@ -24,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,17 +26,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labsky.callbacks.ring_writer import column_dtype
+from labsky.pipeline.format import (
+    ATTR_DESCRIPTOR,
+    ATTR_DESCRIPTORS,
+    ATTR_KEYS,
+    ATTR_START,
+    ATTR_STOP,
+    ATTR_STREAM_DATUMS,
+    ATTR_STREAM_RESOURCES,
+    DATA_GROUP,
+    SEQ_NUM,
+    TIME,
+    TIMESTAMPS_GROUP,
+    batch_keys,
+    chunk_rows,
+    column_dtype,
+    column_values,
+    data_column,
+    key_shape,
+    stored_keys,
+    stream_groups,
+    timestamps_column,
+)
 
 logger = logging.getLogger(__name__)
-
-_CHUNK_BYTES = 1 << 20
-_MAX_CHUNK_ROWS = 65536
-
-
-def chunk_rows(row_bytes: int) -> int:
-    """Rows per chunk: about 1 MiB, at most 65536 rows (512 KiB of float64)."""
-    return max(1, min(_MAX_CHUNK_ROWS, _CHUNK_BYTES // max(1, row_bytes)))
 
 
 def file_path_from_uri(uri: str) -> Path:
@@ -65,18 +67,16 @@ class _Stream:
         self.name = name
         self.descriptor = dict(descriptor)
         self.descriptor_uids = {descriptor["uid"]}
-        self.keys = [
-            k for k, v in descriptor["data_keys"].items() if not v.get("external")
-        ]
-        self.external = [
-            k for k, v in descriptor["data_keys"].items() if v.get("external")
-        ]
+        self.keys = stored_keys(descriptor)
         self.length = 0  # committed rows (length of seq_num)
         self.last_seq_num = 0
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
+        self.created = False  # the datasets exist (made with the first block)
         self.datasets: dict[str, Any] = {}
         self.handle: h5py.File | None = None  # the file `datasets` belong to
+        self.resources: list[dict[str, Any]] = []
+        self.datums: dict[str, list[int]] = {}  # resource uid -> [start, stop]
 
 
 class RunFile:
@@ -89,6 +89,7 @@ class RunFile:
 
     def __init__(self, path: Path, start: Mapping[str, Any]):
         self.path = path
+        self.start = dict(start)
         self.uid: str = start["uid"]
         self.streams: dict[str, _Stream] = {}
         self._by_descriptor: dict[str, _Stream] = {}
@@ -99,7 +100,7 @@ class RunFile:
         self._swmr = False
         self.stopped = False
         attrs = self._file.attrs
-        attrs["start"] = json.dumps(start)
+        attrs[ATTR_START] = json.dumps(start)
         attrs["uid"] = self.uid
         attrs["scan_id"] = int(start.get("scan_id") or 0)
         attrs["plan_name"] = str(start.get("plan_name", ""))
@@ -136,12 +137,16 @@ class RunFile:
         else:
             self._swmr = True
 
+    def stream_descriptor_uids(self) -> set[str]:
+        """The uids of every descriptor of the run's streams."""
+        return set(self._by_descriptor)
+
     def stream_of(self, descriptor_uid: str) -> _Stream:
         """The stream a descriptor belongs to."""
         return self._by_descriptor[descriptor_uid]
 
     def add_descriptor(self, doc: Mapping[str, Any]) -> _Stream:
-        """Create the stream's group and datasets (or record a new descriptor)."""
+        """Create the stream's group (or record a new descriptor of it)."""
         name = doc.get("name", "primary")
         stream = self.streams.get(name)
         if stream is not None:
@@ -149,25 +154,47 @@ class RunFile:
             self._by_descriptor[doc["uid"]] = stream
             with self._structure() as f:
                 group = f[name]
-                assert isinstance(group, h5py.Group)
-                listed = json.loads(str(group.attrs["descriptors"]))
-                group.attrs["descriptors"] = json.dumps([*listed, doc])
+                listed = json.loads(str(group.attrs[ATTR_DESCRIPTORS]))
+                group.attrs[ATTR_DESCRIPTORS] = json.dumps([*listed, doc])
             return stream
         stream = _Stream(name, doc)
         with self._structure() as f:
             group = f.create_group(name)
-            group.attrs["descriptor"] = json.dumps(doc)
-            group.attrs["descriptors"] = json.dumps([doc])
-            data = group.create_group("data")
-            stamps = group.create_group("timestamps")
-            chunk = chunk_rows(8)
+            group.attrs[ATTR_DESCRIPTOR] = json.dumps(doc)
+            group.attrs[ATTR_DESCRIPTORS] = json.dumps([doc])
+            group.create_group(DATA_GROUP)
+            group.create_group(TIMESTAMPS_GROUP)
+        self.streams[name] = stream
+        self._by_descriptor[doc["uid"]] = stream
+        return stream
+
+    def _create_datasets(
+        self, stream: _Stream, first_rows: int, order: list[str] | None = None
+    ) -> None:
+        """Make a stream's datasets, with chunks sized to its first block.
+
+        Args:
+            stream: The stream.
+            first_rows: Rows of its first block.
+            order: Its keys in the order the events gave them.
+        """
+        doc = stream.descriptor
+        if order is not None:
+            stream.keys = order + [k for k in stream.keys if k not in order]
+        with self._structure() as f:
+            group: Any = f[stream.name]
+            group.attrs[ATTR_KEYS] = json.dumps(stream.keys)
+            data, stamps = group[DATA_GROUP], group[TIMESTAMPS_GROUP]
+            small = chunk_rows(8, first_rows)
             for key in stream.keys:
                 data_key = doc["data_keys"][key]
-                shape = tuple(int(d) for d in data_key.get("shape") or () if d)
+                shape = key_shape(data_key)
                 dtype = column_dtype(data_key)
                 h5dtype = h5py.string_dtype() if dtype is None else dtype
                 itemsize = 16 if dtype is None else dtype.itemsize
-                rows = chunk_rows(itemsize * int(np.prod(shape, dtype=np.int64)))
+                rows = chunk_rows(
+                    itemsize * int(np.prod(shape, dtype=np.int64)), first_rows
+                )
                 dataset = data.create_dataset(
                     key,
                     shape=(0, *shape),
@@ -179,15 +206,13 @@ class RunFile:
                     if data_key.get(attr) is not None:
                         dataset.attrs[attr] = data_key[attr]
                 stamps.create_dataset(
-                    key, shape=(0,), maxshape=(None,), chunks=(chunk,), dtype="f8"
+                    key, shape=(0,), maxshape=(None,), chunks=(small,), dtype="f8"
                 )
-            for name_, dtype in (("time", "f8"), ("seq_num", "i8")):
+            for name, dtype in ((TIME, "f8"), (SEQ_NUM, "i8")):
                 group.create_dataset(
-                    name_, shape=(0,), maxshape=(None,), chunks=(chunk,), dtype=dtype
+                    name, shape=(0,), maxshape=(None,), chunks=(small,), dtype=dtype
                 )
-        self.streams[name] = stream
-        self._by_descriptor[doc["uid"]] = stream
-        return stream
+        stream.created = True
 
     def add_stream_resource(self, doc: Mapping[str, Any]) -> None:
         """Remember a detector's file; link it into the run at its first datum."""
@@ -200,16 +225,19 @@ class RunFile:
         if resource is None or stream is None:
             logger.warning("%s: stream_datum for an unknown resource", self.path)
             return
+        indices = stream.datums.setdefault(resource["uid"], [doc["indices"]["start"], 0])
+        indices[1] = max(indices[1], doc["indices"]["stop"])
         key = resource["data_key"]
         if (stream.name, key) in self._links:
             return
         target = file_path_from_uri(resource["uri"])
         dataset = resource.get("parameters", {}).get("dataset", "/")
         relative = os.path.relpath(target, self.path.parent)
+        stream.resources.append(resource)
         with self._structure() as f:
-            data = f[f"{stream.name}/data"]
-            assert isinstance(data, h5py.Group)
-            data[key] = h5py.ExternalLink(relative, dataset)
+            group: Any = f[stream.name]
+            group[DATA_GROUP][key] = h5py.ExternalLink(relative, dataset)
+            group.attrs[ATTR_STREAM_RESOURCES] = json.dumps(stream.resources)
         self._links.add((stream.name, key))
 
     # -- rows -------------------------------------------------------------
@@ -218,14 +246,14 @@ class RunFile:
         """Gather an events batch; write a block when enough rows are waiting."""
         descriptor = (batch.schema.metadata or {}).get(b"descriptor", b"").decode()
         stream = self._by_descriptor[descriptor]
-        seq = batch.column("seq_num")
+        seq = batch.column(SEQ_NUM)
         if stream.last_seq_num and len(seq) and seq[0].as_py() <= stream.last_seq_num:
             # Replayed after a crash: keep only the rows not yet in the file.
             mask = pc.greater(seq, stream.last_seq_num)  # type: ignore[attr-defined]
             batch = batch.filter(mask)
             if batch.num_rows == 0:
                 return
-        stream.last_seq_num = int(batch.column("seq_num")[-1].as_py())
+        stream.last_seq_num = int(batch.column(SEQ_NUM)[-1].as_py())
         stream.pending.append(batch)
         stream.pending_rows += batch.num_rows
         if stream.pending_rows >= block_rows:
@@ -236,22 +264,24 @@ class RunFile:
             return
         table = pa.Table.from_batches(stream.pending)
         stream.pending, stream.pending_rows = [], 0
+        if not stream.created:
+            self._create_datasets(stream, table.num_rows, batch_keys(table))
         start = stream.length
-        datasets = self._datasets(stream)
-        for column, dataset in datasets.items():  # seq_num last: it commits rows
-            _append(dataset, start, _column_values(table.column(column), dataset))
+        for column, dataset in self._datasets(stream).items():  # seq_num last
+            values = column_values(table.column(column))
+            _append(dataset, start, values.reshape((len(values), *dataset.shape[1:])))
         stream.length = start + table.num_rows
 
     def _datasets(self, stream: _Stream) -> dict[str, Any]:
-        """The stream's datasets by column name (cached for this file handle)."""
+        """The stream's datasets by ring column (cached for this file handle)."""
         if stream.handle is not self._file:
             group: Any = self.file[stream.name]
             columns = {}
             for key in stream.keys:
-                columns[f"data/{key}"] = group["data"][key]
-                columns[f"timestamps/{key}"] = group["timestamps"][key]
-            columns["time"] = group["time"]
-            columns["seq_num"] = group["seq_num"]
+                columns[data_column(key)] = group[DATA_GROUP][key]
+                columns[timestamps_column(key)] = group[TIMESTAMPS_GROUP][key]
+            columns[TIME] = group[TIME]
+            columns[SEQ_NUM] = group[SEQ_NUM]
             stream.datasets, stream.handle = columns, self._file
         return stream.datasets
 
@@ -266,9 +296,16 @@ class RunFile:
     def close(self, stop: Mapping[str, Any] | None) -> None:
         """Write the last rows and the stop document, and close the file."""
         self.flush()
+        for stream in self.streams.values():
+            if not stream.created:  # a stream without rows still has its datasets
+                self._create_datasets(stream, 0)
         with self._structure(swmr_after=False) as f:
+            for stream in self.streams.values():
+                if stream.datums:
+                    group: Any = f[stream.name]
+                    group.attrs[ATTR_STREAM_DATUMS] = json.dumps(stream.datums)
             if stop is not None:
-                f.attrs["stop"] = json.dumps(stop)
+                f.attrs[ATTR_STOP] = json.dumps(stop)
                 self.stopped = True
         self.file.close()
         self._file = None
@@ -278,21 +315,34 @@ class RunFile:
     def _copy_stream(self, name: str, group: Any) -> None:
         """Copy a stream's committed rows and links from another run file."""
         stream = None
-        for doc in json.loads(str(group.attrs["descriptors"])):
+        for doc in json.loads(str(group.attrs[ATTR_DESCRIPTORS])):
             stream = self.add_descriptor(doc)
         assert stream is not None
-        target: Any = self.file[name]
-        rows = _committed_rows(group, stream.keys)
-        for column, values in rows.items():
-            _append(target[column], 0, values)
-        stream.length = len(rows["seq_num"])
-        stream.last_seq_num = int(rows["seq_num"][-1]) if stream.length else 0
-        data = group["data"]
+        order = json.loads(str(group.attrs.get(ATTR_KEYS, "null")))
+        if order is not None:
+            stream.keys = order
+        rows = committed_rows(group, stream.keys)
+        if len(rows[SEQ_NUM]):
+            self._create_datasets(stream, len(rows[SEQ_NUM]), order)
+            target: Any = self.file[name]
+            for column, values in rows.items():
+                _append(target[column], 0, values)
+        stream.length = len(rows[SEQ_NUM])
+        stream.last_seq_num = int(rows[SEQ_NUM][-1]) if stream.length else 0
+        stream.resources = json.loads(str(group.attrs.get(ATTR_STREAM_RESOURCES, "[]")))
+        self._resources.update({r["uid"]: r for r in stream.resources})
+        data = group[DATA_GROUP]
         for key in data:
             link = data.get(key, getlink=True)
             if isinstance(link, h5py.ExternalLink):
-                target["data"][key] = h5py.ExternalLink(link.filename, link.path)
+                with self._structure() as f:
+                    f[name][DATA_GROUP][key] = h5py.ExternalLink(
+                        link.filename, link.path
+                    )
                 self._links.add((name, key))
+        if stream.resources:
+            with self._structure() as f:
+                f[name].attrs[ATTR_STREAM_RESOURCES] = json.dumps(stream.resources)
 
     @classmethod
     def resume(cls, path: Path) -> RunFile:
@@ -301,14 +351,14 @@ class RunFile:
         A file the writer never closed stays marked as open for writing, so it
         is read in SWMR mode, its committed rows (up to the length of each
         stream's `seq_num`) are copied into a fresh file, and that file
-        replaces it.
+        replaces it. (Recovery probes the file in a child process first, so a
+        damaged file is refused there instead of hanging here.)
         """
         fresh = path.with_name(path.name + ".recovering")
-        with _open_left_behind(path) as old:
-            run = cls(fresh, json.loads(str(old.attrs["start"])))
-            for name, group in old.items():
-                if isinstance(group, h5py.Group) and "descriptors" in group.attrs:
-                    run._copy_stream(name, group)
+        with h5py.File(path, "r", swmr=True) as old:
+            run = cls(fresh, json.loads(str(old.attrs[ATTR_START])))
+            for name, group in stream_groups(old):
+                run._copy_stream(name, group)
         run.file.close()
         os.replace(fresh, path)
         run.path = path
@@ -316,48 +366,21 @@ class RunFile:
         return run
 
 
-def _open_left_behind(path: Path) -> h5py.File:
-    """Open a file a dead writer left: SWMR read, else after `h5clear -s`."""
-    try:
-        return h5py.File(path, "r", swmr=True)
-    except OSError as exc:
-        # Killed during the instant the file was reopened outside SWMR mode.
-        h5clear = shutil.which("h5clear")
-        if h5clear is None:
-            raise OSError(
-                f"{path} was left open for writing outside SWMR mode and cannot be "
-                "read; install HDF5's tools (Debian: apt install hdf5-tools), run "
-                f"'h5clear -s {path}', then 'labsky recover' again"
-            ) from exc
-        subprocess.run([h5clear, "-s", str(path)], check=True)
-        return h5py.File(path, "r")
+def committed_rows(group: Any, keys: list[str]) -> dict[str, np.ndarray]:
+    """A stream group's datasets cut to its committed length (`seq_num`'s).
 
-
-def _committed_rows(group: Any, keys: list[str]) -> dict[str, np.ndarray]:
-    """A stream group's datasets cut to its committed length (`seq_num`'s)."""
-    n = int(group["seq_num"].shape[0])
+    A stream whose first block was never written has no datasets: no rows.
+    """
+    if SEQ_NUM not in group:
+        return {SEQ_NUM: np.zeros(0, np.int64)}
+    n = int(group[SEQ_NUM].shape[0])
     rows = {}
     for key in keys:
-        rows[f"data/{key}"] = group["data"][key][:n]
-        rows[f"timestamps/{key}"] = group["timestamps"][key][:n]
-    rows["time"] = group["time"][:n]
-    rows["seq_num"] = group["seq_num"][:n]  # last, as when writing
+        rows[f"{DATA_GROUP}/{key}"] = group[DATA_GROUP][key][:n]
+        rows[f"{TIMESTAMPS_GROUP}/{key}"] = group[TIMESTAMPS_GROUP][key][:n]
+    rows[TIME] = group[TIME][:n]
+    rows[SEQ_NUM] = group[SEQ_NUM][:n]  # last, as when writing
     return rows
-
-
-def _column_values(column: pa.ChunkedArray | pa.Array, dataset: Any) -> np.ndarray:
-    if isinstance(column, pa.ChunkedArray):
-        if column.num_chunks != 1 and pa.types.is_primitive(column.type):
-            return column.to_numpy()  # one concatenating copy
-        column = column.combine_chunks()
-    array = column
-    n = len(array)
-    if pa.types.is_fixed_size_list(array.type):
-        flat = array.flatten().to_numpy(zero_copy_only=False)
-        return flat.reshape((n, *dataset.shape[1:]))
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        return np.array(array.to_pylist(), dtype=object)
-    return array.to_numpy(zero_copy_only=False)
 
 
 def _append(dataset: Any, start: int, values: np.ndarray) -> None:

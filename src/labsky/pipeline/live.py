@@ -13,7 +13,6 @@ session knowing or waiting for them::
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,8 +22,20 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from labsky.config import find_profile, load_profile
+from labsky.pipeline.control import ring_path
+from labsky.pipeline.format import (
+    DATA_PREFIX,
+    DOCUMENT,
+    EVENTS,
+    SEQ_NUM,
+    TIME,
+    batch_kind,
+    decode_document,
+    events_header,
+)
+from labsky.pipeline.ring import RingCorruptError, RingReader
 from labsky.processes import pid_alive
-from labsky.ring.reader import RingReader
 
 
 def profile_ring_path(profile: str | Path, data_dir: Path | None = None) -> Path:
@@ -34,9 +45,6 @@ def profile_ring_path(profile: str | Path, data_dir: Path | None = None) -> Path
         profile: A profile name (under `profiles/`) or directory.
         data_dir: The session's data directory, if it was overridden.
     """
-    from labsky.config import find_profile, load_profile
-    from labsky.pipeline import ring_path
-
     loaded = load_profile(find_profile(str(profile)))
     return ring_path(loaded.ring, loaded.name, data_dir or loaded.data_path)
 
@@ -62,7 +70,7 @@ def wait_for_ring(path: Path, newer_than: float = 0.0, timeout: float = 60.0) ->
                 reader.close()
                 if pid_alive(pid):
                     return path
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, RingCorruptError):
             pass  # not there yet, or being created
         time.sleep(0.05)  # noqa: TID251 - a reader's own process, no RunEngine
     raise TimeoutError(
@@ -120,24 +128,20 @@ class LiveRuns:
         rows = 0
         for item in self.reader.read_available():
             self.missed += item.missed
-            meta = {
-                k.decode(): v.decode()
-                for k, v in (item.batch.schema.metadata or {}).items()
-            }
-            if meta.get("kind") == "events":
-                known = self._streams.get(meta.get("descriptor", ""))
-                run = self.runs.get(meta.get("run", ""))
+            kind = batch_kind(item.batch)
+            if kind == EVENTS:
+                header = events_header(item.batch)
+                known = self._streams.get(header.descriptor)
+                run = self.runs.get(header.run)
                 if run is not None:
-                    stream = known[1] if known else meta.get("stream", "primary")
+                    stream = known[1] if known else header.stream
                     run.batches[stream].append(item.batch)
                     rows += item.batch.num_rows
-            elif meta.get("kind") == "document":
-                self._document(item.batch)
+            elif kind == DOCUMENT:
+                self._document(*decode_document(item.batch))
         return rows
 
-    def _document(self, batch: pa.RecordBatch) -> None:
-        name = batch.column("name")[0].as_py()
-        doc = json.loads(batch.column("doc")[0].as_py())
+    def _document(self, name: str, doc: dict[str, Any]) -> None:
         if name == "start":
             self.runs[doc["uid"]] = LiveRun(doc)
         elif name == "descriptor":
@@ -168,16 +172,16 @@ class LiveRuns:
         frames = []
         for batch in chosen.batches[stream]:
             columns = {
-                name.removeprefix("data/"): batch.column(name).to_numpy(
+                name.removeprefix(DATA_PREFIX): batch.column(name).to_numpy(
                     zero_copy_only=False
                 )
                 for name in batch.schema.names
-                if name.startswith("data/")
+                if name.startswith(DATA_PREFIX)
                 and not pa.types.is_list(batch.schema.field(name).type)
                 and not pa.types.is_fixed_size_list(batch.schema.field(name).type)
             }
-            columns["seq_num"] = batch.column("seq_num").to_numpy()
-            index = pd.to_datetime(batch.column("time").to_numpy(), unit="s")
+            columns[SEQ_NUM] = batch.column(SEQ_NUM).to_numpy()
+            index = pd.to_datetime(batch.column(TIME).to_numpy(), unit="s")
             frames.append(pd.DataFrame(columns, index=pd.Index(index, name="time")))
         return pd.concat(frames)
 

@@ -17,17 +17,18 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from labsky.config import TiledConfig
-from labsky.processes import die_with_parent, free_port, stop
+from labsky.processes import free_port, stop
 
 logger = logging.getLogger(__name__)
 
 RUNS_SPEC_NAME = "CatalogOfBlueskyRuns"
 RUNS_SPEC_VERSION = "3.0"
+#: The environment variable naming the process a server must not outlive.
+PARENT_ENV = "LABSKY_PARENT_PID"
 
 
 class LocalTiled:
@@ -51,6 +52,8 @@ class LocalTiled:
         wait: Wait for the server here; False returns at once (call
             `wait_ready` before using it), so a session starts it first
             and does other work while it comes up.
+        readable: More directories whose files it may serve (detector
+            files kept elsewhere).
     """
 
     def __init__(
@@ -60,61 +63,69 @@ class LocalTiled:
         port: int = 0,
         timeout: float = 60.0,
         wait: bool = True,
+        readable: tuple[Path, ...] = (),
     ):
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
-        args = serve_command(self.data_dir, port=self.port, api_key=api_key)
-        self.api_key = args[-1]
+        args = serve_command(self.data_dir, port=self.port, readable=readable)
+        self.api_key = api_key or stored_key(self.data_dir)
         self.url = f"http://127.0.0.1:{self.port}"
-        log = (self.data_dir / "tiled" / "server.log").open("ab")
+        self.log = self.data_dir / "tiled" / "server.log"
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tiled", *args],
-            stdout=log,
+            [sys.executable, "-m", "labsky.pipeline.server_main", *args],
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            env={**server_environment(self.api_key), PARENT_ENV: str(os.getpid())},
             start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )
-        log.close()
+        self._listening = threading.Event()
+        self._output = threading.Thread(
+            target=self._copy_output, name="labsky-tiled-log", daemon=True
+        )
+        self._output.start()
         atexit.register(self.close)
         self.timeout = timeout
         self._ready = False
         if wait:
             self.wait_ready()
 
+    def _copy_output(self) -> None:
+        """Copy the server's output to its log (key masked); notice it listening."""
+        assert self._process.stdout is not None
+        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "wb") as log:
+            for line in self._process.stdout:
+                log.write(line.replace(self.api_key.encode(), b"<api key>"))
+                log.flush()
+                if b"Uvicorn running on" in line:
+                    self._listening.set()
+        self._listening.set()  # it exited: wait_ready says so
+
     def wait_ready(self) -> None:
-        """Wait until the server answers (stopping it if it never does)."""
+        """Wait until the server listens (stopping it if it never does)."""
         if self._ready:
             return
         try:
-            self._wait_ready(self.timeout)
+            if not self._listening.wait(self.timeout):
+                raise TimeoutError(
+                    f"the Tiled server at {self.url} did not start in {self.timeout} s;"
+                    f" see {self.log}"
+                )
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"the Tiled server exited with code {self._process.returncode};"
+                    f" see {self.log}"
+                )
         except BaseException:
             self.close()
             raise
         self._ready = True
         logger.info("Tiled server at %s (catalog in %s)", self.url, self.data_dir)
 
-    def _wait_ready(self, timeout: float) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        with httpx.Client(trust_env=False) as client:
-            while True:
-                if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"the Tiled server exited with code {self._process.returncode};"
-                        f" see {self.data_dir / 'tiled' / 'server.log'}"
-                    )
-                try:
-                    if client.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"the Tiled server at {self.url} did not answer in {timeout} s"
-                    )
-                threading.Event().wait(0.1)
+    def alive(self) -> bool:
+        """Whether the server process still runs."""
+        return self._process.poll() is None
 
     def client(self) -> Any:
         """Return a Tiled client of the server's root."""
@@ -130,32 +141,12 @@ class LocalTiled:
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def serve_command(
-    data_dir: Path,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    catalog: str | None = None,
-    api_key: str | None = None,
-) -> list[str]:
-    """The `tiled serve catalog` command serving a data directory.
-
-    The catalog is the data directory's SQLite database unless `catalog`
-    names another (a `postgresql://` URI when a lab outgrows one machine).
-    The run files and detector files are readable storage, so the HDF5 bytes
-    are served where they are.
-
-    Args:
-        data_dir: The session's data directory.
-        host: Interface to bind; anything but loopback needs `api_key`.
-        port: TCP port.
-        catalog: SQL catalog URI (default: `DATA/tiled/catalog.db`).
-        api_key: The single-user API key (default: the stored one).
+def check_api_key(api_key: str | None, host: str) -> None:
+    """Refuse a key Tiled would refuse, and binding beyond loopback without one.
 
     Raises:
-        ValueError: When binding beyond loopback without an explicit key.
+        ValueError: Saying what to do.
     """
-    data_dir = data_dir.resolve()
-    tiled_dir = data_dir / "tiled"
     if api_key is not None and not api_key.isalnum():
         raise ValueError(
             "the API key may hold only letters and digits (Tiled's rule); make one "
@@ -163,13 +154,49 @@ def serve_command(
         )
     if host not in LOOPBACK_HOSTS and not api_key:
         raise ValueError(
-            f"serving on {host} exposes the catalog beyond this machine: pass "
-            "--api-key KEY (a long random string) so that only clients with it "
-            "can read"
+            f"serving on {host} exposes the catalog beyond this machine: set "
+            "LABSKY_TILED_API_KEY to a long random string (letters and digits) so "
+            "that only clients with it can read; it is never taken on the command "
+            "line, where every local user could read it"
         )
+
+
+def server_environment(api_key: str) -> dict[str, str]:
+    """The environment of a Tiled server process: the key goes there, not in argv."""
+    return {**os.environ, "TILED_SINGLE_USER_API_KEY": api_key}
+
+
+def key_hint(api_key: str) -> str:
+    """A few characters of a key, enough to tell keys apart, too few to use."""
+    return f"{api_key[:4]}…" if len(api_key) > 8 else "…"
+
+
+def serve_command(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    catalog: str | None = None,
+    readable: tuple[Path, ...] = (),
+) -> list[str]:
+    """The `tiled serve catalog` arguments serving a data directory.
+
+    The catalog is the data directory's SQLite database unless `catalog`
+    names another (a `postgresql://` URI when a lab outgrows one machine).
+    The run files and detector files are readable storage, so the HDF5 bytes
+    are served where they are. The API key is not among the arguments (any
+    local user can read a command line): pass `server_environment(key)`.
+
+    Args:
+        data_dir: The session's data directory.
+        host: Interface to bind (check the key first with `check_api_key`).
+        port: TCP port.
+        catalog: SQL catalog URI (default: `DATA/tiled/catalog.db`).
+        readable: More directories whose files it may serve.
+    """
+    data_dir = data_dir.resolve()
+    tiled_dir = data_dir / "tiled"
     for directory in (tiled_dir / "data", data_dir / "runs", data_dir / "detectors"):
         directory.mkdir(parents=True, exist_ok=True)
-    key = api_key or _stored_key(tiled_dir / "api_key")
     return [
         "serve",
         "catalog",
@@ -183,21 +210,24 @@ def serve_command(
         str(data_dir / "runs"),
         "-r",
         str(data_dir / "detectors"),
+        *(arg for path in readable for arg in ("-r", str(Path(path).resolve()))),
         "--host",
         host,
         "--port",
         str(port),
-        "--api-key",
-        key,
     ]
 
 
-def _stored_key(path: Path) -> str:
+def stored_key(data_dir: Path) -> str:
+    """The data directory's own API key (`DATA/tiled/api_key`, made on first use)."""
+    path = data_dir.resolve() / "tiled" / "api_key"
     if path.exists():
         return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(16)
-    path.touch(mode=0o600)
-    path.write_text(key)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
     return key
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
+import select
 import struct
 import threading
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from labsky.ring.layout import (
+from labsky.pipeline.ring.layout import (
     EMPTY,
     FREE,
     HEADER,
@@ -22,19 +24,26 @@ from labsky.ring.layout import (
     MAX_CURSORS,
     NEXT_SEQ_OFFSET,
     SLOT_HEADER,
+    WAITING_OFFSET,
     cursor_offset,
     slot_offset,
+    wake_path,
 )
 
 logger = logging.getLogger(__name__)
 
 _U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
 #: The end-of-stream marker of the Arrow IPC stream format.
 _END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
 class RingFullError(RuntimeError):
     """A batch is larger than a slot; the message says how to size the ring."""
+
+
+class StorageStalledError(RuntimeError):
+    """The ring is full and its durable reader has stopped taking batches."""
 
 
 class RingBuffer:
@@ -50,11 +59,14 @@ class RingBuffer:
         path: The ring file; created (or reset) with the given geometry.
         slot_count: Number of slots.
         slot_size: Bytes per slot, including a 16-byte slot header.
-        backpressure_timeout: Seconds to wait for a durable reader before
-            giving up with `TimeoutError` (None waits forever).
-        reader_alive: Optional check, called while waiting for room, that
-            the durable reader's process still runs; a dead one ends the
-            wait with `RuntimeError` at once.
+        stall_seconds: How long the slowest durable reader may go without
+            taking a batch while the writer waits for room, before the wait
+            ends with `StorageStalledError` (None waits as long as it takes).
+            The wait itself has no bound: a reader that keeps up, however
+            slowly, is waited for.
+        reader_alive: Optional check, called while waiting for room (at least
+            twice a second), that the durable reader still works; False ends
+            the wait with `StorageStalledError` at once.
     """
 
     def __init__(
@@ -62,7 +74,7 @@ class RingBuffer:
         path: str | Path,
         slot_count: int = 256,
         slot_size: int = 256 * 1024,
-        backpressure_timeout: float | None = None,
+        stall_seconds: float | None = 60.0,
         reader_alive: Callable[[], bool] | None = None,
     ):
         if slot_count < 2 or slot_size < 1024:
@@ -70,12 +82,14 @@ class RingBuffer:
         self.path = Path(path)
         self.slot_count = slot_count
         self.slot_size = slot_size
-        self.backpressure_timeout = backpressure_timeout
+        self.stall_seconds = stall_seconds
         self.reader_alive = reader_alive
         self.path.parent.mkdir(parents=True, exist_ok=True)
         size = HEADER_SIZE + slot_count * slot_size
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        # Owner only: the ring holds every event of the runs.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # an older ring file keeps its mode otherwise
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
         finally:
@@ -94,10 +108,20 @@ class RingBuffer:
         self._next_seq = 0
         self._lock = threading.Lock()
         self.waits = 0  # how many times back-pressure made the writer wait
+        self._last_warning = -1e9
         # Durable cursors only move forward, so once a check found the slowest
         # at `_floor`, batches below `_floor + slot_count` need no new check.
         self._floor: int | None = None
         self._schemas: dict[int, tuple[pa.Schema, pa.Buffer]] = {}
+        self._wake = self._open_wake_fifo()
+
+    def _open_wake_fifo(self) -> int:
+        """Create and hold the FIFO durable readers wake the waiting writer with."""
+        path = wake_path(self.path)
+        path.unlink(missing_ok=True)
+        os.mkfifo(path, 0o600)
+        # Read and write: opening never blocks, and writers always find a reader.
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK)
 
     @property
     def next_seq(self) -> int:
@@ -137,35 +161,51 @@ class RingBuffer:
         if slowest is None or seq - slowest < self.slot_count:
             return
         self.waits += 1
-        logger.warning(
-            "ring %s full: waiting for a durable reader at batch %d (writing %d)",
-            self.path,
-            slowest,
-            seq,
-        )
-        deadline = (
-            None
-            if self.backpressure_timeout is None
-            else (time.monotonic() + self.backpressure_timeout)
-        )
-        delay = 1e-5
+        now = time.monotonic()
+        if now - self._last_warning > 10.0:  # say so, but not for every batch
+            self._last_warning = now
+            logger.warning(
+                "ring %s full: the RunEngine waits for the storage worker (at batch "
+                "%d, writing %d); %d waits so far",
+                self.path,
+                slowest,
+                seq,
+                self.waits,
+            )
+        _U32.pack_into(self._map, WAITING_OFFSET, 1)
+        try:
+            self._sleep_until_room(seq, slowest)
+        finally:
+            _U32.pack_into(self._map, WAITING_OFFSET, 0)
+
+    def _sleep_until_room(self, seq: int, slowest: int) -> None:
+        """Sleep on the wake FIFO until the slowest durable reader frees a slot."""
+        moved = time.monotonic()
         while True:
-            slowest = self._slowest_durable()
-            if slowest is None or seq - slowest < self.slot_count:
+            current = self._slowest_durable()
+            if current is None or seq - current < self.slot_count:
                 return
+            now = time.monotonic()
+            if current != slowest:
+                slowest, moved = current, now
             if self.reader_alive is not None and not self.reader_alive():
-                raise RuntimeError(
+                raise StorageStalledError(
                     f"ring {self.path} is full and its durable reader (the storage "
-                    "worker) has exited; what was published is safe in the ring: "
-                    "`labsky recover PROFILE` stores it"
+                    "worker) has stopped; what was published is safe in the ring"
                 )
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"ring {self.path}: durable reader stuck at batch {slowest} for "
-                    f"{self.backpressure_timeout} s; is the HDF5 sink alive?"
+            if self.stall_seconds is not None and now - moved > self.stall_seconds:
+                raise StorageStalledError(
+                    f"ring {self.path} is full and its durable reader has taken no "
+                    f"batch for {self.stall_seconds:g} s (stuck at batch {current}); "
+                    "what was published is safe in the ring"
                 )
-            threading.Event().wait(delay)
-            delay = min(delay * 2, 1e-3)
+            # Woken by the reader's commit (or after half a second, to look at
+            # its health); the flag was set before this last look at the cursor,
+            # so a commit in between still writes its wake-up.
+            ready, _, _ = select.select([self._wake], [], [], 0.5)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake, 4096)
 
     def _schema_message(self, schema: pa.Schema) -> pa.Buffer:
         cached = self._schemas.get(id(schema))
@@ -223,4 +263,6 @@ class RingBuffer:
 
     def close(self) -> None:
         """Unmap the file (the file stays for readers and recovery)."""
+        os.close(self._wake)
+        wake_path(self.path).unlink(missing_ok=True)
         self._map.close()
