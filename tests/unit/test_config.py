@@ -162,6 +162,38 @@ def test_profile_missing_files_are_reported_with_lines(tmp_path):
     assert "profile.yaml:3: plans.0: no such file" in text
 
 
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("x" * 300 + ".yaml", "is not a usable file name: "),  # too long
+        ('"a\\0b.yaml"', "is not a usable file name: "),  # a NUL
+        ("~nobody-here-at-all/devices.yaml", "is not a usable file name: "),
+        (".", "is a folder; name a file in it"),
+    ],
+    ids=["too long", "NUL", "unknown user", "folder"],
+)
+def test_profile_files_that_cannot_be_used_are_errors_at_their_line(
+    tmp_path, entry, problem
+):
+    (tmp_path / "p").mkdir()
+    write(tmp_path, f"description: x\ndevices:\n  - {entry}\n", "p/profile.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_profile(tmp_path / "p")
+    [(line, text)] = info.value.problems
+    assert line == 3 and text.startswith("devices.0: ") and problem in text
+    assert len(text) <= 300
+
+
+def test_a_huge_bad_value_is_quoted_in_part(tmp_path):
+    path = write(
+        tmp_path,
+        f"devices:\n  m: {{kind: sim_motor, description: [{'1, ' * 5000}1]}}\n",
+    )
+    text, [(line, problem)] = errors_of(path)
+    assert line == 2 and "description: Input should be a valid string" in problem
+    assert "chars)" in problem and len(problem) < 300
+
+
 def test_profile_unknown_setting(tmp_path):
     (tmp_path / "p").mkdir()
     write(tmp_path, "description: x\ntiled:\n  url: embedded\n", "p/profile.yaml")
