@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import ComposerError
+from yaml.scanner import ScannerError
 
 Loc = tuple[str | int, ...]
 
@@ -79,6 +80,17 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str):
         super().__init__(stream)
         self._depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803
+        """Refuse `[`/`{` nested past `MAX_DEPTH` as soon as it is read.
+
+        The scanner looks up to 1024 characters ahead for a possible key, so
+        a line of brackets would cost it a second before the composer saw
+        the first collection.
+        """
+        if self.flow_level >= MAX_DEPTH:
+            raise ScannerError(None, None, _too_deep(), self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)  # type: ignore[misc]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         """Compose a node, refusing collections nested deeper than `MAX_DEPTH`."""
