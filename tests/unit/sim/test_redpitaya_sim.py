@@ -84,12 +84,25 @@ def test_identity_silent_sets_chains_and_crlf_framing(board):
     assert rp.query("*IDN?") == IDN
     rp.send("SOUR1:FREQ:FIX 1250000")  # a set: no reply
     assert rp.line(timeout=0.3) is None
-    assert rp.query("sour1:freq:fix?;SOUR1:FREQ:FIX?") == "1.25e+06;1.25e+06"
+    assert rp.query("sour1:freq:fix?;:SOUR1:FREQ:FIX?") == "1.25e+06;1.25e+06"
     rp.send("*IDN?", end="\n")  # LF alone never executes
     assert rp.line(timeout=0.3) is None
     rp.send("")  # the CRLF completes it (with the stray LF in the header)
     rp.line(timeout=0.5)
-    assert rp.query("ACQ:DEC 64;ACQ:SRATe?") == "  1953125 Hz"
+    assert rp.query("ACQ:DEC 64;:ACQ:SRATe?") == "  1953125 Hz"
+
+
+def test_a_header_after_a_semicolon_is_relative_to_the_previous_path(board):
+    rp = board()
+    # SCPI compound headers, as the vendor's parser composes them
+    assert rp.query("SOUR1:FREQ:FIX 2000;FIX?") == "2000"  # SOUR1:FREQ:FIX?
+    rp.send("SOUR1:FREQ:FIX 1000;VOLT 0.5")  # SOUR1:FREQ:VOLT: no such header
+    assert rp.query("SYST:ERR?") == '-113,"Undefined header"'
+    rp.send("ACQ:DEC 8;ACQ:AVG OFF")  # ACQ:ACQ:AVG: absolute needs a colon
+    assert rp.query("SYST:ERR?") == '-113,"Undefined header"'
+    assert rp.query(
+        "ACQ:DEC 16;:ACQ:AVG OFF;*OPC?;AVG?;:SOUR1:VOLT 0.2;VOLT:OFFS?"
+    ) == ("1;OFF;0")  # a common command leaves the path where it was
 
 
 def test_errors_queue_with_codes_and_failing_queries_stay_silent(board):
@@ -106,42 +119,49 @@ def test_errors_queue_with_codes_and_failing_queries_stay_silent(board):
     assert rp.query("SYST:ERR?") == '-113,"Undefined header"'
     assert rp.query("SYST:ERR?") == '0,"No error"'
     rp.send("ACQ:DEC 3")  # not a power of two
-    rp.send("SOUR1:VOLT 0.6;SOUR1:VOLT:OFFS 0.6")  # |amp| + |offs| > 1 V
+    rp.send("SOUR1:VOLT 0.6;:SOUR1:VOLT:OFFS 0.6")  # |amp| + |offs| > 1 V
     assert rp.query("SYST:ERR:COUN?") == "2"
     rp.send("*CLS")
     assert rp.query("SYST:ERR?") == '0,"No error"'
-    rp.send("RP:RET_ON_ERROR ON")  # now a failing query answers a bare line
-    assert rp.query("ACQ:BOGUS?") == ""
+    rp.send("RP:RET_ON_ERROR ON")  # came with OS 2.07-43: unknown on 2.05
+    assert rp.query("SYST:ERR?") == '-113,"Undefined header"'
+    rp.send("SOUR1:VOLT")  # a missing value: the server's entry and the parser's
+    assert rp.query("SYST:ERR?") == '8891,"*SOUR1:VOLT Missing first parameter."'
+    assert rp.query("SYST:ERR?") == '-109,"Missing parameter"'
 
 
-def test_units_are_global_but_format_and_byte_order_per_connection(board):
+def test_units_are_global_but_the_format_per_connection(board):
     a, b = board(), board()
     a.send("ACQ:DATA:FORMAT BIN")
     assert b.query("ACQ:DATA:FORMAT?") == "ASCII"
     a.send("ACQ:DATA:Units RAW")
     assert b.query("ACQ:DATA:Units?") == "RAW"  # one variable for everyone
-    a.send("ACQ:START;ACQ:TRig NOW")
-    time.sleep(0.05)
+    a.send("ACQ:START;:ACQ:TRig NOW")
+    assert a.query("ACQ:TRig:STAT?") == "TD"
     raw = np.frombuffer(a.block("ACQ:SOUR1:DATA?"), ">i2")
     text = b.query("ACQ:SOUR1:DATA?")
     assert raw.shape == (16384,)
     assert text is not None and text.startswith("{") and text.endswith("}")
     assert all(v.lstrip("-").isdigit() for v in text[1:-1].split(",")[:100])
-    b.send("ACQ:DATA:Units VOLTS;ACQ:DATA:FORMAT BIN;ACQ:DATA:BYTE:ORDER LEND")
-    little = np.frombuffer(b.block("ACQ:SOUR1:DATA?"), "<f4")
-    big = np.frombuffer(a.block("ACQ:SOUR1:DATA?"), ">f4")
-    np.testing.assert_array_equal(little, big)  # same buffer, two byte orders
+    b.send("ACQ:DATA:Units VOLTS")
+    volts = b.query("ACQ:SOUR1:DATA?")
+    assert volts is not None and volts.startswith("{") and volts.endswith("}")
+    ascii_values = np.array(volts[1:-1].split(","), float)  # %g, as the parser
+    binary = np.frombuffer(a.block("ACQ:SOUR1:DATA?"), ">f4")  # big-endian only
+    np.testing.assert_allclose(ascii_values, binary, rtol=1e-5, atol=1e-9)
+    a.send("ACQ:DATA:BYTE:ORDER LEND")  # came with OS 2.07-43
+    assert a.query("SYST:ERR?") == '-113,"Undefined header"'
 
 
 def test_acq_rst_restores_the_defaults_the_reference_lists(board):
     rp = board()
-    rp.send("ACQ:DEC 8;ACQ:TRig:LEV 0.3;ACQ:TRig:DLY 100;ACQ:AVG OFF")
-    rp.send("ACQ:DATA:Units RAW;ACQ:DATA:FORMAT BIN;ACQ:SOUR1:GAIN HV")
+    rp.send("ACQ:DEC 8;:ACQ:TRig:LEV 0.3;:ACQ:TRig:DLY 100;:ACQ:AVG OFF")
+    rp.send("ACQ:DATA:Units RAW;:ACQ:DATA:FORMAT BIN;:ACQ:SOUR1:GAIN HV")
     rp.send("ACQ:RST")
     assert (
         rp.query(
-            "ACQ:DEC?;ACQ:AVG?;ACQ:TRig:LEV?;ACQ:TRig:DLY?;ACQ:TRig:HYST?;"
-            "ACQ:SOUR1:GAIN?;ACQ:DATA:Units?;ACQ:DATA:FORMAT?;ACQ:TRig:STAT?"
+            "ACQ:DEC?;:ACQ:AVG?;:ACQ:TRig:LEV?;:ACQ:TRig:DLY?;:ACQ:TRig:HYST?;"
+            ":ACQ:SOUR1:GAIN?;:ACQ:DATA:Units?;:ACQ:DATA:FORMAT?;:ACQ:TRig:STAT?"
         )
         == "1;ON;0;0;0.005;LV;VOLTS;ASCII;TD"
     )
@@ -149,7 +169,7 @@ def test_acq_rst_restores_the_defaults_the_reference_lists(board):
 
 def test_trigger_state_and_buffer_fill_take_simulated_real_time(board):
     rp = board()
-    rp.send("ACQ:DEC 1024;ACQ:START")
+    rp.send("ACQ:DEC 1024;:ACQ:START")
     rp.send("ACQ:TRig CH1_PE")  # nothing on IN1: it waits
     assert rp.query("ACQ:TRig:STAT?") == "WAIT"
     rp.send("ACQ:TRig NOW")
@@ -165,10 +185,10 @@ def test_trigger_state_and_buffer_fill_take_simulated_real_time(board):
 def test_generator_starts_on_its_trigger_and_the_edge_sits_at_8192(board):
     rp = board()
     rp.send("ACQ:DATA:FORMAT BIN")
-    rp.send("SOUR1:FUNC SINE;SOUR1:FREQ:FIX 1500000;SOUR1:VOLT 0.5;OUTPUT1:STATE ON")
+    rp.send("SOUR1:FUNC SINE;:SOUR1:FREQ:FIX 1500000;:SOUR1:VOLT 0.5;:OUTPUT1:STATE ON")
 
     def trace(trigger: str) -> np.ndarray:
-        rp.send(f"ACQ:START;ACQ:TRig {trigger}")
+        rp.send(f"ACQ:START;:ACQ:TRig {trigger}")
         for _ in range(200):
             if rp.query("ACQ:TRig:STAT?") == "TD" and rp.query("ACQ:TRig:FILL?") == "1":
                 break
@@ -195,8 +215,8 @@ def test_slow_io_loops_aout0_to_ain1_and_refuses_writing_an_input_pin(board):
     assert rp.query(
         "SYST:ERR?",
     ).startswith("9511,")  # type: ignore[union-attr]
-    rp.send("DIG:PIN:DIR OUT,DIO1_P;DIG:PIN DIO1_P,1")
-    assert rp.query("DIG:PIN? DIO1_P;DIG:PIN:DIR? DIO1_P") == "1;OUT"
+    rp.send("DIG:PIN:DIR OUT,DIO1_P;:DIG:PIN DIO1_P,1")
+    assert rp.query("DIG:PIN? DIO1_P;:DIG:PIN:DIR? DIO1_P") == "1;OUT"
     assert rp.query("LED:MMC?") == "ON"
 
 

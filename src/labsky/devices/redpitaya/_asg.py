@@ -83,12 +83,43 @@ class SettingMovable(StandardReadable, StandardMovable[float]):
         return ToleranceLogic(setpoint=self.value, readback=self.value, owner=self)
 
 
+class AsgSweep(StandardReadable):
+    """A generator's frequency sweep, run by the board (`SOUR<n>:SWeep:*`).
+
+    While `enabled`, the board retunes the generator continuously (phase
+    continuous) from `start_frequency` to `stop_frequency` in `time`
+    microseconds, linearly or logarithmically (`mode`), then starts again or
+    comes back (`direction` NORMAL or UP_DOWN). The board keeps the
+    frequencies as whole hertz. The sweep's clock restarts when a setting
+    changes or it is enabled; the board's `sweep_reset`, `sweep_pause` and
+    `sweep_resume` act on both generators. Every setting is recorded in the
+    configuration of a run that reads the generator.
+
+    Args:
+        access: How the board is reached.
+        channel: 1 or 2.
+        name: The device name.
+    """
+
+    def __init__(self, access: BoardAccess, channel: int, name: str = ""):
+        prefix = f"asg{channel}"
+        with self.add_children_as_readables(Format.CONFIG_SIGNAL):
+            self.enabled = access.rw(f"{prefix}.sweep")
+            self.start_frequency = access.rw(f"{prefix}.sweep_start")
+            self.stop_frequency = access.rw(f"{prefix}.sweep_stop")
+            self.time = access.rw(f"{prefix}.sweep_time")
+            self.mode = access.rw(f"{prefix}.sweep_mode")
+            self.direction = access.rw(f"{prefix}.sweep_direction")
+        super().__init__(name=name)
+
+
 class RedPitayaAsg(StandardReadable):
     """One generator: `frequency` and `amplitude` are movables.
 
     `start` (a command) starts the waveform from its beginning; with
     `output` off the connector stays at 0 V. The board refuses an amplitude
-    and offset adding up to more than 1 V.
+    and offset adding up to more than 1 V. `sweep` is its frequency sweep;
+    while it runs, `frequency` reads the swept frequency.
 
     Args:
         access: How the board is reached.
@@ -104,6 +135,7 @@ class RedPitayaAsg(StandardReadable):
                 access.rw(f"{prefix}.frequency"), (1e-3, 62.5e6), absolute=1e-3
             )
             self.amplitude = SettingMovable(access.rw(f"{prefix}.amplitude"), (0, 1))
+            self.sweep = AsgSweep(access, channel)
         with self.add_children_as_readables(Format.CONFIG_SIGNAL):
             self.waveform = access.rw(f"{prefix}.waveform")
             self.offset = access.rw(f"{prefix}.offset")

@@ -32,6 +32,7 @@ from labsky.devices.redpitaya._scpi import SAMPLES, Trace
 from labsky.devices.redpitaya._settings import (
     COMMANDS,
     SETTINGS,
+    ScopeMode,
     TriggerSource,
     Units,
 )
@@ -51,17 +52,24 @@ def pack_trace(trace: Trace, token: int = 0) -> np.ndarray:
     """A trace as the IOC serves it: one array, so a client reads it whole.
 
     Header: sequence, decimation, trigger delay, units (0 VOLTS, 1 RAW),
-    trigger source (index in `TriggerSource`), the token of the client's
-    request, then zeros.
+    trigger source (index in `TriggerSource`; a SPLIT trace adds 16 x (1 +
+    the index of IN2's)), the token of the client's request, then IN2's
+    decimation and delay (SPLIT; 0 and 0 otherwise).
     """
     header = np.zeros(TRACE_HEADER, np.float32)
-    header[:6] = (
+    sources = list(TriggerSource)
+    trigger = sources.index(trace.trigger)
+    if trace.mode is ScopeMode.SPLIT and trace.ch2_trigger is not None:
+        trigger += 16 * (1 + sources.index(trace.ch2_trigger))
+    header[:8] = (
         trace.sequence,
         trace.decimation,
         trace.delay,
         list(Units).index(trace.units),
-        list(TriggerSource).index(trace.trigger),
+        trigger,
         token,
+        trace.ch2_decimation or 0 if trace.mode is ScopeMode.SPLIT else 0,
+        trace.ch2_delay or 0 if trace.mode is ScopeMode.SPLIT else 0,
     )
     return np.concatenate([header, trace.ch1, trace.ch2]).astype(np.float32)
 
@@ -76,14 +84,21 @@ def unpack_trace(packed: np.ndarray) -> Trace:
     header = packed[:TRACE_HEADER]
     body = packed[TRACE_HEADER:]
     n = len(body) // 2
+    sources = list(TriggerSource)
+    first, second = int(header[4]) % 16, int(header[4]) // 16
+    split = second > 0
     return Trace(
         ch1=np.asarray(body[:n], np.float32),
         ch2=np.asarray(body[n:], np.float32),
         decimation=int(header[1]),
         delay=int(header[2]),
         units=list(Units)[int(header[3])],
-        trigger=list(TriggerSource)[int(header[4])],
+        trigger=sources[first],
         sequence=int(header[0]),
+        mode=ScopeMode.SPLIT if split else ScopeMode.NORMAL,
+        ch2_decimation=int(header[6]) if split else None,
+        ch2_delay=int(header[7]) if split else None,
+        ch2_trigger=sources[second - 1] if split else None,
     )
 
 
@@ -151,6 +166,7 @@ class _CaAcquirer(Acquirer):
         )
         self.abort = TriggerableCommand(_CommandBackend(f"{prefix}SCOPE:ABORT", prefix))
         self.tokens = epics_signal_r(Array1D[np.int32], f"{prefix}SCOPE:TOKENS")
+        self.mode = epics_signal_r(ScopeMode, f"{prefix}{SETTINGS['scope.mode'].pv}")
         self.slots = DeviceVector(
             {
                 k: epics_signal_r(Array1D[np.float32], f"{prefix}SCOPE:SLOT:{k}")
@@ -161,6 +177,12 @@ class _CaAcquirer(Acquirer):
         super().__init__(name=name)
 
     async def acquire(self) -> Trace:
+        mode = await self.mode.get_value()
+        if ScopeMode(mode) is ScopeMode.DEEP:
+            raise InstrumentError(
+                f"{self._prefix}SCOPE: DEEP traces do not travel over Channel "
+                "Access; reach the board directly (`address`) for DEEP mode"
+            )
         token = self._random.randrange(1, TOKEN_LIMIT)
         await self.start.set(token, timeout=None)
         tokens = [int(t) for t in await self.tokens.get_value(cached=False)]

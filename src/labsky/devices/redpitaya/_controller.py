@@ -20,16 +20,23 @@ from labsky.devices.redpitaya._scpi import (
     HALF,
     RedPitayaScpi,
     Trace,
+    chain,
+)
+from labsky.devices.redpitaya._sequences import (
+    acquire_deep,
+    acquire_split,
+    leave_split,
 )
 from labsky.devices.redpitaya._settings import (
     COMMANDS,
     SETTINGS,
     PidInput,
     PidOutput,
+    ScopeMode,
     Setting,
     TriggerSource,
 )
-from labsky.transports import InstrumentTimeoutError, Link
+from labsky.transports import InstrumentTimeoutError, Link, ReplyError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ class RedPitayaController:
         self.acquisition_lock = asyncio.Lock()
         self.sequence = 0
         self.idn = ""
+        self.split_active = False  # the board was left in split-trigger mode
+        self.deep_region: tuple[int, int] | None = None  # ACQ:AXI:START?, SIZE?
 
     @property
     def label(self) -> str:
@@ -117,7 +126,11 @@ class RedPitayaController:
                 return measured
             return self.pid.get(key)
         assert setting.query is not None
-        return setting.parse(await self.scpi.query(setting.query))
+        reply = await self.scpi.query(setting.query)
+        try:
+            return setting.parse(reply)
+        except ReplyError as exc:  # the table names the setting, not the board
+            raise ReplyError(f"{self.label}: {exc}") from None
 
     async def put(self, name: str, value: Any) -> None:
         """Set a setting (checked by the board; its refusal is raised)."""
@@ -126,15 +139,41 @@ class RedPitayaController:
             await self.pid.put(name.removeprefix("pid."), value)
             return
         if setting.source == "cache":
-            if name == "scope.awg_channel" and int(value) not in (1, 2):
-                raise ValueError(f"{self.label}: awg_channel {value}: use 1 or 2")
-            if name == "scope.timeout" and not float(value) > 0:
-                raise ValueError(f"{self.label}: timeout {value}: give seconds > 0")
+            self._check_cached(name, value)
             self.cache[name] = setting.datatype(value)
             return
         if setting.set is None:
             raise ValueError(f"{self.label}: {name} is read-only")
-        await self.scpi.set(setting.set.format(setting.format(value)))
+        try:
+            text = setting.format(value)
+        except ValueError as exc:
+            raise ValueError(f"{self.label}: {exc}") from None
+        await self.scpi.set(setting.set.format(text))
+
+    def _check_cached(self, name: str, value: Any) -> None:
+        """Refuse values of controller-held settings the board would refuse."""
+        label = self.label
+        if name == "scope.awg_channel" and int(value) not in (1, 2):
+            raise ValueError(f"{label}: awg_channel {value}: use 1 or 2")
+        if name == "scope.timeout" and not float(value) > 0:
+            raise ValueError(f"{label}: timeout {value}: give seconds > 0")
+        if name == "scope.ch2_decimation":
+            factor = int(value)
+            if factor != value or not (factor in (1, 2, 4, 8) or 16 <= factor <= 65536):
+                raise ValueError(
+                    f"{label}: ch2_decimation {value}: use 1, 2, 4, 8 or a whole "
+                    "number from 16 to 65536"
+                )
+        if name == "scope.ch2_trigger_level" and not abs(float(value)) <= 20:
+            raise ValueError(f"{label}: ch2_trigger_level {value} V: within +-20 V")
+        if name == "scope.ch2_trigger_delay" and int(value) < -HALF:
+            raise ValueError(f"{label}: ch2_trigger_delay {value}: at least -8192")
+        if name == "scope.deep_samples":
+            samples = int(value)
+            if samples != value or samples < 8 or samples % 8:
+                raise ValueError(
+                    f"{label}: deep_samples {value}: give a positive multiple of 8"
+                )
 
     async def execute(self, name: str) -> None:
         """Run a command (`asg1.start`, `pid.reset_integrator`, ...)."""
@@ -150,23 +189,31 @@ class RedPitayaController:
     # -- acquisition ------------------------------------------------------
 
     async def acquire(self) -> Trace:
-        """Acquire both inputs with the current settings.
+        """Acquire both inputs with the current settings, in `scope.mode`.
 
-        `ACQ:START`, wait for the pre-trigger part of the buffer, arm the
-        trigger (an AWG trigger also starts the generator), wait for `TD`
-        and a full buffer, then read both channels in binary.
+        NORMAL: `ACQ:START`, wait for the pre-trigger part of the buffer, arm
+        the trigger (an AWG trigger also starts the generator), wait for `TD`
+        and a full buffer, then read both channels in binary. SPLIT and DEEP:
+        see `_sequences`.
 
         Raises:
             InstrumentTimeoutError: No trigger within `scope.timeout`.
         """
         async with self.acquisition_lock:
+            mode = ScopeMode(self.cache["scope.mode"])
+            if mode is ScopeMode.SPLIT:
+                return await acquire_split(self)
+            if self.split_active:
+                await leave_split(self)
+            if mode is ScopeMode.DEEP:
+                return await acquire_deep(self)
             return await self._acquire()
 
     async def _acquire(self) -> Trace:
         scpi = self.scpi
         decimation, delay = (
             int(float(x))
-            for x in (await scpi.query("ACQ:DEC?;ACQ:TRig:DLY?")).split(";")
+            for x in (await scpi.query(chain("ACQ:DEC?", "ACQ:TRig:DLY?"))).split(";")
         )
         source = TriggerSource(self.cache["scope.trigger_source"])
         timeout = float(self.cache["scope.timeout"])
@@ -184,7 +231,7 @@ class RedPitayaController:
         try:
             while await scpi.query("ACQ:TRig:STAT?") != "TD":
                 if time.monotonic() > deadline:
-                    raise InstrumentTimeoutError(self._no_trigger(source, timeout))
+                    raise InstrumentTimeoutError(self.no_trigger(source, timeout))
                 await asyncio.sleep(poll)
             if fill > 2 * poll:
                 await asyncio.sleep(fill * 0.9)
@@ -196,7 +243,7 @@ class RedPitayaController:
                     )
                 await asyncio.sleep(poll)
         except BaseException:
-            await self._disarm()
+            await self.disarm()
             raise
         read_timeout = max(self.link_timeout(), 2.0)
         ch1, units = await scpi.trace(1, read_timeout)
@@ -209,21 +256,24 @@ class RedPitayaController:
         line = getattr(self.link, "line", None)
         return float(getattr(line, "timeout", 1.0))
 
-    async def _disarm(self) -> None:
+    async def disarm(self, command: str = "ACQ:STOP") -> None:
+        """Stop an acquisition after a failure (its own failure is only logged)."""
         try:
-            await asyncio.shield(self.scpi.set("ACQ:STOP"))
+            await asyncio.shield(self.scpi.set(command))
         except Exception:  # noqa: BLE001 - the original error matters more
-            logger.debug("%s: ACQ:STOP failed", self.label, exc_info=True)
+            logger.debug("%s: %s failed", self.label, command, exc_info=True)
 
-    def _no_trigger(self, source: TriggerSource, timeout: float) -> str:
+    def no_trigger(self, source: TriggerSource, timeout: float, which: str = "") -> str:
+        """The message for a trigger that did not come."""
         hint = {
             "CH": "check that the input crosses the trigger level "
             "(scope.trigger_level) or use NOW",
             "EX": "check the cable to the external trigger input (DIO0_P)",
             "AW": "check the generator (scope.awg_channel)",
-        }[source.value[:2]]
+        }.get(source.value[:2], "is the board still acquiring?")
+        on = f" on {which}" if which else ""
         return (
-            f"{self.label}: no {source.value} trigger within {timeout:g} s "
+            f"{self.label}: no {source.value} trigger{on} within {timeout:g} s "
             f"(scope.timeout); {hint}"
         )
 

@@ -52,6 +52,35 @@ class TriggerSource(StrictEnum):
     AWG_NE = "AWG_NE"
 
 
+class ScopeMode(StrictEnum):
+    """How the scope acquires.
+
+    `NORMAL`: both inputs on one trigger, 16384 samples each. `SPLIT`: each
+    input on its own trigger, decimation and delay (`ACQ:SPLIT:TRig`; IN1
+    takes the scope's settings, IN2 the `ch2_*` ones). `DEEP`: both inputs
+    into the board's RAM (`ACQ:AXI:*`), `deep_samples` each, up to a quarter
+    of the reserved region (2 bytes a sample, two inputs).
+    """
+
+    NORMAL = "NORMAL"
+    SPLIT = "SPLIT"
+    DEEP = "DEEP"
+
+
+class SweepMode(StrictEnum):
+    """`SOUR<n>:SWeep:MODE`."""
+
+    LINEAR = "LINEAR"
+    LOG = "LOG"
+
+
+class SweepDirection(StrictEnum):
+    """`SOUR<n>:SWeep:DIR`: up and start again, or up and back down."""
+
+    NORMAL = "NORMAL"
+    UP_DOWN = "UP_DOWN"
+
+
 class InputGain(StrictEnum):
     """`ACQ:SOUR<n>:GAIN`: must match the input's jumper."""
 
@@ -211,6 +240,22 @@ def _scope() -> list[Setting]:
                 doc="Generator an AWG trigger starts (1 or 2)"),
         Setting("scope.timeout", float, None, None, units="s", source="cache",
                 initial=10.0, doc="Seconds an acquisition may wait for its trigger"),
+        Setting("scope.mode", ScopeMode, None, None, source="cache",
+                initial=ScopeMode.NORMAL,
+                doc="NORMAL, SPLIT (a trigger per input) or DEEP (long traces)"),
+        Setting("scope.ch2_decimation", int, None, None, source="cache", initial=1,
+                doc="IN2's decimation in SPLIT mode (1, 2, 4, 8, 16 ... 65536)"),
+        Setting("scope.ch2_trigger_source", TriggerSource, None, None,
+                source="cache", initial=TriggerSource.NOW,
+                doc="IN2's trigger in SPLIT mode"),
+        Setting("scope.ch2_trigger_level", float, None, None, units="V",
+                source="cache", initial=0.0, doc="IN2's trigger level in SPLIT mode"),
+        Setting("scope.ch2_trigger_delay", int, None, None, units="samples",
+                source="cache", initial=0,
+                doc="IN2's trigger delay in SPLIT mode (samples before the middle)"),
+        Setting("scope.deep_samples", int, None, None, source="cache",
+                initial=262144,
+                doc="Samples per input in DEEP mode (a multiple of 8)"),
     ]  # fmt: skip
     for n in (1, 2):
         settings.append(
@@ -247,6 +292,21 @@ def _asg(n: int) -> list[Setting]:
                 doc="Number of bursts"),
         Setting(f"asg{n}.burst_period", float, f"{s}:BURS:INT:PER {{}}",
                 f"{s}:BURS:INT:PER?", units="us", doc="Burst repetition period"),
+        Setting(f"asg{n}.sweep", bool, f"{s}:SWeep:STATE {{}}",
+                f"{s}:SWeep:STATE?", doc="Frequency sweep running"),
+        Setting(f"asg{n}.sweep_start", float, f"{s}:SWeep:FREQ:START {{}}",
+                f"{s}:SWeep:FREQ:START?", units="Hz",
+                doc="Sweep start frequency (whole hertz)"),
+        Setting(f"asg{n}.sweep_stop", float, f"{s}:SWeep:FREQ:STOP {{}}",
+                f"{s}:SWeep:FREQ:STOP?", units="Hz",
+                doc="Sweep stop frequency (whole hertz)"),
+        Setting(f"asg{n}.sweep_time", int, f"{s}:SWeep:TIME {{}}",
+                f"{s}:SWeep:TIME?", units="us",
+                doc="Time from the start to the stop frequency"),
+        Setting(f"asg{n}.sweep_mode", SweepMode, f"{s}:SWeep:MODE {{}}",
+                f"{s}:SWeep:MODE?", doc="LINEAR or LOG"),
+        Setting(f"asg{n}.sweep_direction", SweepDirection, f"{s}:SWeep:DIR {{}}",
+                f"{s}:SWeep:DIR?", doc="NORMAL (restart at the start) or UP_DOWN"),
     ]  # fmt: skip
 
 
@@ -323,5 +383,8 @@ COMMANDS: dict[str, str | None] = {
     "asg.start_both": "SOUR:TRig:INT",
     "scope.reset": "ACQ:RST",
     "asg.reset": "GEN:RST",
+    "asg.sweep_reset": "SOUR:SWeep:RESET",
+    "asg.sweep_pause": "SOUR:SWeep:PAUSE ON",
+    "asg.sweep_resume": "SOUR:SWeep:PAUSE OFF",
     "pid.reset_integrator": None,
 }

@@ -22,20 +22,28 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from labsky.sim.redpitaya.waveforms import (
     F_CLOCK,
+    NYQUIST,
     Generator,
     Series,
     dirichlet,
+    harmonics,
     one_pole,
     resonator,
 )
 from labsky.sim.world import World
+
+if TYPE_CHECKING:
+    from labsky.sim.redpitaya.sweep import SweepController
+
+Gain = Callable[[np.ndarray], np.ndarray]
 
 Source = Literal["out1", "out2", "cavity", "photodiode", "none"]
 SlowSource = Literal["cavity", "aout0", "aout1", "aout2", "aout3", "none"]
@@ -187,6 +195,7 @@ class Bench:
         self.cavity = Cavity(params.cavity, rng)
         self.digital_loopback = False
         self.aout = [0.0, 0.0, 0.0, 0.0]
+        self.sweeps: SweepController | None = None  # set by the board
 
     def input(self, name: str) -> InputParams:
         """The wiring of `in1` or `in2`."""
@@ -211,8 +220,8 @@ class Bench:
             v = self._output(channel - 1, t, averaged, delay=16 / F_CLOCK)
             return v
         if wiring.source in ("out1", "out2"):
-            out = self.generators[int(wiring.source[-1]) - 1]
-            v = wiring.gain * self._through(out, t, averaged, wiring)
+            index = int(wiring.source[-1]) - 1
+            v = wiring.gain * self._through(index, t, averaged, wiring)
         elif wiring.source == "cavity":
             v = self._cavity(t, averaged)
         elif wiring.source == "photodiode":
@@ -232,11 +241,43 @@ class Bench:
         generator = self.generators[index]
         if generator.burst == "BURST":
             return generator.burst_value(t - delay)
+        if self._sweeping(index):
+            return self._swept(
+                index, t - delay, lambda f: dirichlet(f, averaged), dc_gain=1.0
+            )
         series = generator.series()
         gain = dirichlet(series.freqs, averaged) * np.exp(
             -2j * np.pi * series.freqs * delay
         )
         return self._gated(generator, series, gain, series.dc, t - delay)
+
+    def _sweeping(self, index: int) -> bool:
+        return self.sweeps is not None and self.sweeps.active(index) is not None
+
+    def _swept(
+        self, index: int, t: np.ndarray, gain: Gain, dc_gain: float
+    ) -> np.ndarray:
+        """A swept output through `gain` (quasi-static: the sweep is slow).
+
+        The phase is the integral of the swept frequency; each harmonic is
+        weighted by the path's response at its instantaneous frequency.
+        """
+        generator = self.generators[index]
+        idle = generator.idle_level()
+        sweeps = self.sweeps
+        if sweeps is None or generator.started_at is None or not generator.output:
+            return np.full(len(t), idle)
+        f = sweeps.frequencies(index, t)
+        cycles = sweeps.cycles(index, t) + generator.phase / 360.0
+        dc, orders, coefficients = harmonics(
+            generator.function, round(generator.duty, 4), generator.arbitrary
+        )
+        v = np.full(len(t), (generator.amplitude * dc + generator.offset) * dc_gain)
+        for order, coefficient in zip(orders, coefficients, strict=True):
+            fk = order * f
+            term = coefficient * gain(fk) * np.exp(2j * np.pi * order * cycles)
+            v += np.where(fk < NYQUIST, generator.amplitude * term.real, 0.0)
+        return np.where(t >= generator.started_at, v, idle)
 
     def _gated(
         self,
@@ -258,11 +299,19 @@ class Bench:
         return np.where(t >= generator.started_at, v, idle)
 
     def _through(
-        self, generator: Generator, t: np.ndarray, averaged: int, wiring: InputParams
+        self, index: int, t: np.ndarray, averaged: int, wiring: InputParams
     ) -> np.ndarray:
         """An output seen through the cable (and resonator) at times `t`."""
+        generator = self.generators[index]
         if generator.burst == "BURST":
             return generator.burst_value(t - wiring.delay)
+        if self._sweeping(index):
+            return self._swept(
+                index,
+                t - wiring.delay,
+                lambda f: self._response(f, wiring) * dirichlet(f, averaged),
+                dc_gain=0.0 if wiring.resonator is not None else 1.0,
+            )
         series = generator.series()
         response = self._response(series.freqs, wiring)
         gain = response * dirichlet(series.freqs, averaged)
@@ -312,9 +361,17 @@ class Bench:
 
     def _cavity(self, t: np.ndarray, averaged: int) -> np.ndarray:
         p = self.params.cavity
-        generator = self.generators[int(p.actuator[-1]) - 1]
+        index = int(p.actuator[-1]) - 1
+        generator = self.generators[index]
         if generator.burst == "BURST":
             piezo = generator.burst_value(t)
+        elif self._sweeping(index):
+            piezo = self._swept(
+                index,
+                t,
+                lambda f: one_pole(f, p.piezo_bandwidth) * dirichlet(f, averaged),
+                dc_gain=1.0,
+            )
         else:
             series = generator.series()
             gain = one_pole(series.freqs, p.piezo_bandwidth) * dirichlet(

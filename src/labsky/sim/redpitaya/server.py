@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from labsky.sim.pty_port import Fault
 from labsky.sim.redpitaya.bench import BenchParams
 from labsky.sim.redpitaya.board import Board, Session
+from labsky.sim.redpitaya.deep_memory import REGION_SIZE
 from labsky.sim.world import World
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,24 @@ class RedPitayaSimParams(BaseModel):
     )
     seed: int = Field(default=1, description="Noise seed.")
     fault: Fault = Field(default=Fault.NONE, description="Fault active from the start.")
+    split_trigger: bool = Field(
+        default=True,
+        description="The FPGA splits the trigger per input (ACQ:SPLIT:TRig). A "
+        "STEMlab 125-14 does from OS 2.07-48; false: as on 2.05, where the "
+        "split-trigger commands answer 'Command not supported'.",
+    )
+    deep_memory_size: int = Field(
+        default=REGION_SIZE,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Bytes of RAM reserved for deep-memory acquisition "
+        "(ACQ:AXI:SIZE?; the stock device tree reserves 2 MiB).",
+    )
+    long_forms: bool = Field(
+        default=True,
+        description="Accept SCPI long forms of nodes the vendor registers "
+        "abbreviated (SOURce1:FREQuency:FIXed); false: as strict as the board.",
+    )
 
 
 class _Connection(asyncio.Protocol):
@@ -133,6 +152,9 @@ class RedPitayaSim:
             params.ext_trigger_line,
             params.fill_time_scale,
             params.seed,
+            split_trigger=params.split_trigger,
+            deep_memory_size=params.deep_memory_size,
+            long_forms=params.long_forms,
         )
         self.rng = np.random.default_rng(params.seed + 1)
         self.connections: set[_Connection] = set()
