@@ -241,3 +241,17 @@ def test_a_split_trace_keeps_its_second_time_base_through_the_ioc_format():
     )
     plain = unpack_trace(pack_trace(Trace(trace.ch1, trace.ch2, 8, 10)))
     assert plain.mode is ScopeMode.NORMAL and plain.ch2_decimation is None
+
+
+def test_a_deep_trace_through_the_ioc_is_refused_with_the_fix(run_engine):
+    from ophyd_async.core import set_mock_value
+
+    from labsky.transports import InstrumentError
+
+    rp = redpitaya(RedPitayaParams(ioc_prefix="RPTEST:"))
+    rp.set_name("rp")
+    call(rp.connect(mock=True))
+    acquirer = rp.scope.acquirer
+    set_mock_value(acquirer.mode, ScopeMode.DEEP)  # type: ignore[attr-defined]
+    with pytest.raises(InstrumentError, match="reach the board directly"):
+        call(acquirer.acquire())
