@@ -45,7 +45,7 @@ def in_process(data: Path) -> tuple[float, float]:
             session.run_engine(bp.count([pdet], num=5))
         elapsed = time.perf_counter() - began
         began = time.perf_counter()
-        session.sync(900)  # until the catalog has every run
+        session.catalogued()  # until the catalog has every run
         return PLANS / elapsed, time.perf_counter() - began
     finally:
         session.close()

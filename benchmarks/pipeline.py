@@ -35,11 +35,11 @@ from bluesky import RunEngine
 from ophyd_async.core import init_devices, soft_signal_rw
 from tiled.queries import Key
 
-from labsky.callbacks.ring_writer import RingWriter
 from labsky.pipeline import CatalogAddress, DataPipeline
-from labsky.ring import RingBuffer, RingReader
-from labsky.storage import HDF5Sink
-from labsky.tiled_service import LocalTiled, runs_container
+from labsky.pipeline.ring import RingBuffer, RingReader
+from labsky.pipeline.server import LocalTiled, runs_container
+from labsky.pipeline.sink import HDF5Sink
+from labsky.pipeline.writer import RingWriter
 
 SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
 
@@ -70,7 +70,7 @@ def scan_rates(
         token = run_engine.subscribe(pipeline.writer)
         piped.append(rate())
         run_engine.unsubscribe(token)
-        pipeline.wait(120)
+        pipeline.wait_catalogued()
     pipeline.close()
     run_engine.loop.call_soon_threadsafe(run_engine.loop.stop)
     ratios = [p / b for b, p in zip(bare, piped, strict=True)]
@@ -166,7 +166,7 @@ def sink_rate(directory: Path, rows: int = 1_000_000) -> tuple[float, float]:
 READER = textwrap.dedent(
     """
     import sys, time
-    from labsky.ring import RingReader
+    from labsky.pipeline.ring import RingReader
     reader = RingReader(sys.argv[1], start="latest")
     print("ready", flush=True)
     latencies = []
@@ -353,7 +353,7 @@ def search_and_read(
         "stop",
         {"uid": "ten-k-s", "run_start": "ten-k", "time": 0.0, "exit_status": "success"},
     )
-    pipeline.wait(120)
+    pipeline.wait_catalogued()
     pipeline.close()
 
     searches = []

@@ -51,7 +51,7 @@ def counts(
     elapsed = time.perf_counter() - start
     if token is not None and pipeline is not None:
         run_engine.unsubscribe(token)
-        pipeline.wait(120)
+        pipeline.wait_catalogued()
     return TRACES / elapsed
 
 

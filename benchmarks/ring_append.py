@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from labsky.ring import RingBuffer, RingReader
+from labsky.pipeline.ring import RingBuffer, RingReader
 
 COLUMNS = 10
 

@@ -19,8 +19,8 @@ import numpy as np
 from bluesky import RunEngine
 from ophyd_async.core import init_devices, soft_signal_rw
 
-from labsky.callbacks.ring_writer import RingWriter
-from labsky.ring import RingBuffer
+from labsky.pipeline.ring import RingBuffer
+from labsky.pipeline.writer import RingWriter
 
 COLUMNS, PAGE_ROWS, PAGES = 10, 1000, 200
 

@@ -202,8 +202,8 @@ def run(
     ] = None,
 ) -> None:
     """Run one plan of a profile, e.g. `labsky run sim count "[pdet]" --arg num=5`."""
-    from labsky.config import ConfigError
-    from labsky.plan_arguments import PlanArgumentError
+    from labsky.config import ConfigError, load_profile
+    from labsky.plans.signature import PlanArgumentError
     from labsky.session import start
 
     _logging()
@@ -212,7 +212,9 @@ def run(
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     try:
-        session = start(find_profile(profile), mock=mock)
+        prof = load_profile(find_profile(profile))
+        _check_plan_call(prof, plan, positional, kwargs)
+        session = start(prof, mock=mock)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     with session:
@@ -221,7 +223,7 @@ def run(
             generator = session.plan(plan, *positional, **kwargs)
         except (PlanArgumentError, KeyError) as exc:
             raise _fail(str(exc).strip('"'), 2) from None
-        result = session.execute(generator)
+        result = _execute(session, generator)
         typer.echo(
             f"{plan}: {result.exit_status}; "
             f"run uids: {', '.join(result.run_start_uids)}"
@@ -230,6 +232,72 @@ def run(
             typer.echo(f"result: {result.plan_result}")
         if result.exit_status != "success":
             raise typer.Exit(1)
+
+
+def _check_plan_call(prof: Any, plan: str, args: list[Any], kwargs: Any) -> None:
+    """Refuse a bad plan name or argument before any simulator or server starts.
+
+    Device names are checked against the declarations (their first part); the
+    devices themselves are checked once they are built.
+    """
+    from labsky.plan_loader import load_plans
+    from labsky.plans.signature import PlanArgumentError, plan_signature, unknown_plan
+    from labsky.session import load_declarations
+
+    names = {n for n, d in load_declarations(prof.device_files).items() if not d.skip}
+    plans, _ = load_plans(prof.plan_files)
+    if plan not in plans:
+        raise _fail(str(unknown_plan(plan, plans)), 2)
+    try:
+        plan_signature(plans[plan]).bind(args, kwargs, names=names, plan_name=plan)
+    except PlanArgumentError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _quiet_abort(record: logging.LogRecord) -> bool:
+    """Drop bluesky's traceback of an abort we asked for (one line says it)."""
+    from bluesky.utils import RequestAbort
+
+    error = record.exc_info[1] if record.exc_info else None
+    return not isinstance(error, RequestAbort)
+
+
+def _execute(session: Any, generator: Any) -> Any:
+    """Run a plan for `labsky run`: one Ctrl-C aborts it cleanly (exit 130).
+
+    At the prompt a Ctrl-C pauses (bluesky's semantics, `RE.resume()`); a
+    command line cannot resume, so here it aborts: the run gets its stop
+    document (`exit_status: abort`) in its file and the catalog, and one
+    line says where it is.
+    """
+    from bluesky.utils import RunEngineInterrupted
+
+    from labsky.pipeline import StorageError
+
+    run_engine = session.run_engine
+    logging.getLogger("bluesky").addFilter(_quiet_abort)
+    uids: list[str] = []
+    token = run_engine.subscribe(
+        lambda name, doc: uids.append(doc["uid"]) if name == "start" else None
+    )
+    try:
+        try:
+            return session.execute(generator)
+        except RunEngineInterrupted:
+            run_engine.abort("Ctrl-C at labsky run")
+            lag = session.stored()
+            where = ", ".join(str(session.run_file(u) or u) for u in uids) or "no run"
+            typer.secho(
+                f"aborted by Ctrl-C: {where} stored with exit_status abort"
+                + (f"; {lag}" if lag.runs_behind else ""),
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        except StorageError as exc:
+            raise _fail(f"the run could not be stored: {exc}") from None
+    finally:
+        run_engine.unsubscribe(token)
 
 
 @app.command()
@@ -241,13 +309,38 @@ def shell(profile: ProfileArg) -> None:
     sys.exit(IPython.start_ipython(argv=[f"--profile-dir={path}"]))
 
 
+def _load_profile(profile: str, data_dir: Path | None = None) -> Any:
+    """A profile, with its data directory overridden; a bad one fails in one line."""
+    from labsky.config import ConfigError, load_profile
+
+    try:
+        prof = load_profile(find_profile(profile))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if data_dir is not None:
+        prof = prof.model_copy(update={"data_dir": data_dir.resolve()}).located(
+            prof.directory
+        )
+    return prof
+
+
 @app.command()
 def serve(
+    profile: Annotated[
+        str | None,
+        typer.Argument(
+            help="Profile whose data to serve (or give --data-dir).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[
-        Path, typer.Option(help="Data directory of a profile or demo.")
-    ],
+        Path | None, typer.Option(help="Data directory of a profile or the demo.")
+    ] = None,
     host: Annotated[
-        str, typer.Option(help="Interface to bind; beyond loopback needs --api-key.")
+        str,
+        typer.Option(
+            help="Interface to bind; beyond loopback needs LABSKY_TILED_API_KEY."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     catalog: Annotated[
@@ -257,27 +350,74 @@ def serve(
             "(default: the SQLite catalog in the data directory)."
         ),
     ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="LABSKY_TILED_API_KEY",
-            help="API key (default on loopback: the one stored with the data).",
-        ),
-    ] = None,
+    create: Annotated[
+        bool, typer.Option(help="Serve a directory that holds no runs yet.")
+    ] = False,
 ) -> None:
-    """Serve a data directory's runs with Tiled (`tiled serve catalog`)."""
-    from labsky.tiled_service import serve_command
+    """Serve the runs of a profile (or a data directory) with Tiled.
 
+    The API key comes from the environment (LABSKY_TILED_API_KEY), never the
+    command line, where every local user could read it; on loopback the
+    key stored with the data is the default.
+    """
+    from labsky.pipeline.server import (
+        check_api_key,
+        key_hint,
+        serve_command,
+        server_environment,
+        stored_key,
+    )
+
+    if (profile is None) == (data_dir is None):
+        raise _fail("give a profile, or --data-dir DIR (not both)", 2)
+    directory = (
+        data_dir.resolve()
+        if data_dir is not None
+        else _load_profile(str(profile)).data_path
+    )
+    if not create and not _holds_runs(directory):
+        raise _fail(
+            f"{directory} holds no labsky runs (no runs/ with run files, no "
+            "catalog): check the path, or pass --create to serve a new empty "
+            "catalog there",
+            2,
+        )
+    api_key = os.environ.get("LABSKY_TILED_API_KEY") or None
     try:
-        args = serve_command(data_dir, host, port, catalog, api_key)
+        check_api_key(api_key, host)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(f"error: {exc}", 2) from None
+    key = api_key or stored_key(directory)
+    args = serve_command(directory, host, port, catalog)
     shown = host if ":" not in host else f"[{host}]"
-    typer.echo(f"Tiled serving {data_dir.resolve()} at http://{shown}:{port}")
-    typer.echo(f"api key: {args[-1]}   (Ctrl-C to stop)")
+    typer.echo(f"Tiled serving {directory} at http://{shown}:{port}")
+    source = "LABSKY_TILED_API_KEY" if api_key else f"{directory}/tiled/api_key"
+    typer.echo(f"api key: {key_hint(key)} (from {source})   (Ctrl-C to stop)")
     sys.stdout.flush()
-    os.execvp(sys.executable, [sys.executable, "-m", "tiled", *args])
+    _run_masked([sys.executable, "-m", "tiled", *args], server_environment(key), key)
+
+
+def _holds_runs(directory: Path) -> bool:
+    return (directory / "tiled" / "catalog.db").exists() or any(
+        (directory / "runs").rglob("*.h5")
+    )
+
+
+def _run_masked(command: list[str], env: dict[str, str], secret: str) -> None:
+    """Run a server in the foreground, masking `secret` in what it prints."""
+    import subprocess
+
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            sys.stdout.buffer.write(line.replace(secret.encode(), b"<api key>"))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass  # the server got the Ctrl-C too: let it finish
+    raise typer.Exit(process.wait())
 
 
 @app.command()
@@ -289,26 +429,69 @@ def recover(
     tiled: Annotated[
         bool, typer.Option(help="Register the recovered runs in the catalog.")
     ] = True,
+    without_ring: Annotated[
+        bool,
+        typer.Option(
+            help="Close runs left open although their ring is gone (after a "
+            "reboot), with the rows their files hold."
+        ),
+    ] = False,
 ) -> None:
-    """Finish runs a crashed session left open: drain its ring into HDF5."""
-    from labsky.config import ConfigError, load_profile
-    from labsky.pipeline import recover_profile
-    from labsky.storage import RingInUseError
+    """Finish runs a crashed session left open: drain its ring into HDF5.
+
+    What cannot be read is refused (exit 1), naming the file and the damage;
+    nothing is deleted then.
+    """
+    from labsky.pipeline import RecoveryError, RingInUseError
+    from labsky.pipeline.maintenance import recover_profile
 
     _logging()
+    prof = _load_profile(profile, data_dir)
     try:
-        prof = load_profile(find_profile(profile))
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if data_dir is not None:
-        prof = prof.model_copy(update={"data_dir": data_dir.resolve()}).located(
-            prof.directory
-        )
-    try:
-        report = recover_profile(prof, tiled=tiled)
-    except RingInUseError as exc:
-        raise _fail(str(exc)) from None
+        report, lag = recover_profile(prof, tiled=tiled, without_ring=without_ring)
+    except (RecoveryError, RingInUseError) as exc:
+        raise _fail(f"labsky recover: {exc}") from None
     typer.echo(str(report))
+    if lag.runs_behind:
+        typer.echo(str(lag))
+
+
+catalog_app = typer.Typer(
+    help="Look after a profile's Tiled catalog.", no_args_is_help=True
+)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("rebuild")
+def catalog_rebuild(
+    profile: ProfileArg,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Override the profile's data directory.")
+    ] = None,
+) -> None:
+    """Register every run file of PROFILE's data directory again, from the files.
+
+    For a catalog that was lost, or written by an older labsky: each run is
+    registered in the current layout (an earlier entry of it is replaced).
+    """
+    from tqdm import tqdm
+
+    from labsky.pipeline.maintenance import rebuild_catalog, run_files
+
+    _logging()
+    prof = _load_profile(profile, data_dir)
+    total = len(run_files(prof.data_path / "runs"))
+    with tqdm(total=total, unit="run", desc="registering") as bar:
+
+        def advance(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        lag = rebuild_catalog(prof, progress=advance)
+    for error in lag.errors:
+        typer.secho(error, fg=typer.colors.RED, err=True)
+    typer.echo(f"registered {total - lag.runs_behind} of {total} runs")
+    if lag.runs_behind:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -576,7 +759,7 @@ app.add_typer(ring_app, name="ring")
 @ring_app.command("path")
 def ring_path_command(profile: ProfileArg) -> None:
     """Print the ring file a session of PROFILE writes (for live readers)."""
-    from labsky.ring.live import profile_ring_path
+    from labsky.pipeline.live import profile_ring_path
 
     typer.echo(profile_ring_path(find_profile(profile)))
 
@@ -599,8 +782,8 @@ def ring_tail(
     """Print batches as they are published, from any process."""
     import time
 
-    from labsky.ring import RingReader
-    from labsky.ring.live import profile_ring_path
+    from labsky.pipeline.live import profile_ring_path
+    from labsky.pipeline.ring import RingReader
 
     path = Path(target)
     if not path.is_file():

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bluesky_queueserver_api import BPlan
+from bluesky_queueserver_api import BFunc, BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
 
 from labsky.daemon.service import DaemonAddresses
@@ -136,7 +136,7 @@ class LabClient:
             return None
         from tiled.client import from_uri
 
-        from labsky.tiled_service import runs_container
+        from labsky.pipeline.server import runs_container
 
         client = from_uri(self.addresses.tiled, api_key=self.addresses.tiled_api_key)
         return runs_container(client, self.addresses.tiled_container)
@@ -178,6 +178,30 @@ class LabClient:
         """Run a plan module in the worker; its plans join the allowed list."""
         reply = self.api.script_upload(Path(path).read_text(encoding="utf-8"))
         self.api.wait_for_completed_task(reply["task_uid"])
+
+    # -- instruments --------------------------------------------------------
+
+    def reconnect(self, device: str, timeout: float = 120.0) -> list[str]:
+        """Connect a device of the daemon's session again once it is back.
+
+        Runs the worker's function `reconnect` (`Session.reconnect`) while
+        the queue is idle.
+
+        Returns:
+            The names of the devices connected, `device` first.
+
+        Raises:
+            PlanFailedError: With the worker's reason when it still fails.
+        """
+        reply = self.api.function_execute(BFunc("reconnect", device))
+        if not reply["success"]:
+            raise PlanFailedError(f"reconnect {device}: {reply['msg']}")
+        uid = reply["task_uid"]
+        self.api.wait_for_completed_task(uid, timeout=timeout)  # type: ignore[arg-type]
+        result = self.api.task_result(uid)["result"]
+        if not result["success"]:
+            raise PlanFailedError(f"reconnect {device}: {result['msg']}")
+        return list(result["return_value"]["reconnected"])
 
     def close(self) -> None:
         """Close the connection."""

@@ -173,9 +173,15 @@ def _pydantic_problems(
             field_name = str(loc[-1]) if loc else "?"
             msg = f"unknown field {field_name!r}; check its spelling against the schema"
         elif "input" in error and error["type"] not in ("missing",):
-            msg = f"{msg} (got {error['input']!r})"
+            msg = f"{msg} (got {_quote(error['input'])})"
         problems.append((source.line_of(data_loc), f"{_format_loc(data_loc)}: {msg}"))
     return problems
+
+
+def _quote(value: Any, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters (a bad value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _unknown_kind(kind: str) -> str:
@@ -342,7 +348,7 @@ def _load_source(path: Path) -> YamlSource:
     try:
         return load_yaml(path)
     except YamlSyntaxError as exc:
-        raise ConfigError(path, [(exc.line, f"invalid YAML: {exc.problem}")]) from None
+        raise ConfigError(path, [(exc.line, exc.detail)]) from None
 
 
 class TiledConfig(BaseModel):
@@ -354,6 +360,12 @@ class TiledConfig(BaseModel):
             running server; null disables Tiled.
         api_key_env: Environment variable holding the API key of a remote server.
         container: Container (a CatalogOfBlueskyRuns) that holds the runs.
+        flush_seconds: Longest time a stored row of a running scan waits
+            before it is written to the catalog (one append per stream).
+        stall_seconds: A call that needs the catalog (reading runs back)
+            waits while registration makes progress; it gives up, saying
+            the runs are stored and will appear later, when nothing was
+            registered for this long.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -361,6 +373,8 @@ class TiledConfig(BaseModel):
     uri: str | None = "embedded"
     api_key_env: str = "TILED_API_KEY"
     container: str = Field(default="raw", pattern=r"^[A-Za-z0-9_-]+$")
+    flush_seconds: float = Field(default=0.5, gt=0, le=60)
+    stall_seconds: float = Field(default=120.0, gt=0)
 
 
 class RingConfig(BaseModel):
@@ -390,12 +404,18 @@ class StorageConfig(BaseModel):
             flushed (then readers, Tiled among them, see them).
         block_rows: Rows gathered per stream before they are written as one
             block (a flush writes whatever is gathered).
+        stall_seconds: The RunEngine waits for the HDF5 sink when the ring is
+            full (back-pressure), and a run's end waits until its file is
+            complete, for as long as the sink makes progress; when it has
+            stored nothing for this long, the run ends with an error saying
+            so (what was published stays safe in the ring).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     flush_seconds: float = Field(default=0.1, gt=0, le=60)
     block_rows: int = Field(default=65536, ge=1)
+    stall_seconds: float = Field(default=60.0, gt=0)
 
 
 class Profile(BaseModel):
@@ -526,17 +546,28 @@ def load_profile(path: str | Path) -> Profile:
         raise ConfigError(path, _pydantic_problems(source, exc)) from None
     profile = profile.located(path.parent)
     problems = [
-        (source.line_of(("devices", i)), f"devices.{i}: no such file {f}")
-        for i, f in enumerate(profile.device_files)
-        if not f.exists()
-    ] + [
-        (source.line_of(("plans", i)), f"plans.{i}: no such file {f}")
-        for i, f in enumerate(profile.plan_files)
-        if not f.exists()
+        (source.line_of((key, i)), f"{key}.{i}: {problem}")
+        for key in ("devices", "plans")
+        for i, given in enumerate(getattr(profile, key))
+        if (problem := _file_problem(profile, given))
     ]
     if problems:
         raise ConfigError(path, problems)
     return profile
+
+
+def _file_problem(profile: Profile, given: Path) -> str | None:
+    """Why a file a profile names cannot be used, or None if it can."""
+    try:
+        path = profile.resolve(given)
+        if path.is_file():
+            return None
+        if path.is_dir():
+            return f"{path} is a folder; name a file in it"
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL, ~nobody
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"{_quote(str(given))} is not a usable file name: {reason}"
+    return f"no such file {path}"
 
 
 def devices_schema() -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The IPython front end: a session at the prompt, with `%wa`, `%mov`, `%movr`, `%md`.
+"""The IPython front end: a session at the prompt, with labsky's magics.
 
-bluesky's own magics find devices through ophyd v1 labels and import a second
-RunEngine that replaces the event loop, so labsky brings small ophyd-async aware
-versions instead. A profile's startup file is two lines::
+`%wa`, `%mov`, `%movr`, `%md` and `%reconnect`: bluesky's own magics find
+devices through ophyd v1 labels and import a second RunEngine that replaces
+the event loop, so labsky brings small ophyd-async aware versions instead.
+A profile's startup file is two lines::
 
     from labsky.ipython import start_in_ipython
     start_in_ipython()
@@ -24,6 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 from ophyd_async.core import Signal
 
+from labsky.plans.signature import checked_plan
 from labsky.session import Session, start
 
 
@@ -59,7 +61,7 @@ def _locatables(session: Session, group: str | None) -> dict[str, Any]:
 
 @magics_class
 class LabskyMagics(Magics):
-    """`%wa`, `%mov` and `%movr` for ophyd-async devices."""
+    """`%wa`, `%mov`, `%movr`, `%md` and `%reconnect` for ophyd-async devices."""
 
     def __init__(self, shell: InteractiveShell, session: Session):
         super().__init__(shell)
@@ -89,6 +91,19 @@ class LabskyMagics(Magics):
         """Move relative to the current positions: `%movr stage.x 0.1`."""
         args = _evaluate(self._shell, line)
         self.session.run_engine(bps.mvr(*args))
+
+    @line_magic
+    def reconnect(self, line: str) -> None:
+        """Connect a device again once its instrument is back: `%reconnect meter`.
+
+        A device that failed at start joins the namespace when it connects.
+        """
+        names = line.split()
+        if len(names) != 1:
+            raise ValueError("%reconnect: name one device, e.g. %reconnect meter")
+        done = self.session.reconnect(names[0])
+        self._shell.push({n: self.session.devices[n] for n in done})
+        print(f"reconnected: {', '.join(done)}")
 
     @line_magic
     def md(self, line: str) -> None:
@@ -142,12 +157,32 @@ def start_in_ipython(
     session = start(directory, **kwargs)
     session.run_engine.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     bec = live_table_and_plots(session)
-    shell.push({**session.namespace(), "bec": bec})
+    shell.push({**prompt_namespace(session), "bec": bec})
     shell.register_magics(LabskyMagics(shell, session))
     autoawait_in_bluesky_event_loop(shell)
     _set_prompt(shell, session)
     print(session.summary())
     return session
+
+
+def prompt_namespace(session: Session) -> dict[str, Any]:
+    """The names at the prompt: the session's, with plans that check their arguments.
+
+    A plan called at the prompt checks its arguments with its model
+    (`labsky.plans.signature`) before it returns its generator, so
+    `RE(scan([pdet], stage.x, -1, 1, "five"))` fails in one line, before the
+    RunEngine opens a run. Device names given as text are resolved.
+    """
+    names = session.namespace()
+    checked = {
+        name: checked_plan(plan, session.devices, name)
+        for name, plan in session.plans.items()
+    }
+    for name, plan in session.plans.items():
+        if names.get(name) is plan:  # a device of the same name keeps the name
+            names[name] = checked[name]
+    names["plans"] = checked
+    return names
 
 
 def live_table_and_plots(session: Session) -> BestEffortCallback:

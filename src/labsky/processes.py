@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -39,8 +41,46 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
+        pass  # it exists, owned by someone else
+    try:  # a zombie (killed, not yet reaped by its parent) is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def wait_for_exit(pid: int, timeout: float | None) -> bool:
+    """Wait for another process (not a child) to exit; True once it has.
+
+    Waits on the process itself (a pidfd), not on a timer.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+    finally:
+        os.close(fd)
+
+
+def describe_process(pid: int) -> str:
+    """The command line of a process, for messages ("labsky shell sim")."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return f"process {pid}"
+    words = [w for w in raw.decode(errors="replace").split("\0") if w]
+    if len(words) > 2 and words[1] == "-m":
+        words = [words[2].split(".")[0], *words[3:]]
+    elif words and words[0].endswith(("python", "python3")) and len(words) > 1:
+        words = words[1:]
+    command = " ".join(
+        Path(words[0]).name if i == 0 else w for i, w in enumerate(words)
+    )
+    return f"process {pid} ({command[:120]})"
 
 
 def stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:

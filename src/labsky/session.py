@@ -39,14 +39,19 @@ from labsky.device_manager import (
     DeviceError,
     build_and_connect,
     disconnect_all,
+    reconnect_device,
 )
 from labsky.metadata import PersistentMetadata
-from labsky.pipeline import CatalogAddress, DataPipeline, ring_path
-from labsky.plan_arguments import bind_plan_arguments
-from labsky.plan_loader import PlanModule, load_plan_module
-from labsky.plans import BLUESKY_PLANS, LABSKY_PLANS
+from labsky.pipeline import CatalogAddress, CatalogLag, DataPipeline, ring_path
+from labsky.pipeline.server import (
+    LocalTiled,
+    key_hint,
+    remote_client,
+    runs_container,
+)
+from labsky.plan_loader import PlanModule, load_plans
+from labsky.plans.signature import plan_signature, unknown_plan
 from labsky.sim import SimulatorHost
-from labsky.tiled_service import LocalTiled, remote_client, runs_container
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +97,20 @@ class Session:
     _tokens: list[int] = field(default_factory=list)
     _runs: Any = None
     _connect_runs: Callable[[], Any] | None = None
+    _built: BuildResult | None = None
 
     @property
     def runs(self) -> Any:
-        """The Tiled container of the runs (None without a catalog)."""
+        """The Tiled container of the runs (None without a catalog).
+
+        Reading runs back needs the catalog: this waits until every run stored
+        so far is in it (while registration makes progress; see
+        `catalogued`).
+        """
+        self.catalogued()
+        return self._runs_container()
+
+    def _runs_container(self) -> Any:
         if self._runs is None and self._connect_runs is not None:
             self._runs = self._connect_runs()
             self._connect_runs = None
@@ -115,10 +130,33 @@ class Session:
         """Where the run files are written."""
         return self.data_dir / "runs"
 
-    def sync(self, timeout: float = 30.0) -> None:
-        """Wait until every run so far is in its HDF5 file and in Tiled."""
-        if self.pipeline is not None:
-            self.pipeline.wait(timeout)
+    def stored(self) -> CatalogLag:
+        """Wait until every run so far is complete in its HDF5 file.
+
+        Returns:
+            How far the catalog is behind (it is not waited for).
+        """
+        if self.pipeline is None:
+            return CatalogLag()
+        return self.pipeline.wait_stored()
+
+    def catalogued(self) -> CatalogLag:
+        """Wait until every run so far is stored and in the catalog.
+
+        The wait goes on while the catalog makes progress; when it stalls
+        (the profile's `tiled.stall_seconds`) the returned lag says how many
+        runs are still behind, and a warning says they are stored.
+        """
+        if self.pipeline is None or self.pipeline.catalog is None:
+            return self.stored()
+        lag = self.pipeline.wait_catalogued()
+        if lag.runs_behind:
+            logger.warning("%s", lag)
+        return lag
+
+    def run_file(self, uid: str) -> Path | None:
+        """The HDF5 file of a run of this session's data directory, if it exists."""
+        return next(self.runs_dir.rglob(f"scan*-{uid[:8]}.h5"), None)
 
     def subscribe(self, callback: Any, name: str = "all") -> int:
         """Subscribe a document callback to the RunEngine until `close`.
@@ -134,16 +172,55 @@ class Session:
         """Return the working devices of a group, in declaration order."""
         return [self.devices[n] for n in self.groups.get(name, []) if n in self.devices]
 
+    def reconnect(self, name: str) -> list[str]:
+        """Connect device `name` again once its instrument is back.
+
+        For an instrument switched off, unplugged or restarted: its link is
+        opened again and it is greeted and set up as at start (ophyd-async's
+        `connect(force_reconnect=True)`; a plain `connect()` keeps the first
+        connection). A device in `device_errors` is built and connected,
+        with the devices it needs, and joins `devices`; so do the failed
+        devices that need it. `%reconnect NAME` does this at the prompt and
+        the daemon's function `reconnect` for its clients.
+
+        Returns:
+            The names of the devices connected, `name` first.
+
+        Raises:
+            KeyError: If no device of that name is declared.
+            DeviceError: If it still fails (it stays in `device_errors`).
+            RuntimeError: If a plan is running (pause it first).
+        """
+        if self._built is None:
+            raise RuntimeError("this session did not build its devices")
+        if self.run_engine.state == "running":
+            raise RuntimeError(
+                f"a plan is running: pause it before reconnecting {name}"
+            )
+        done = call_in_bluesky_event_loop(
+            reconnect_device(self.declarations, self._built, name), timeout=None
+        )
+        for supplement in self.run_engine.preprocessors:  # back in the baseline
+            if isinstance(supplement, SupplementalData):
+                supplement.baseline.extend(
+                    d
+                    for d in self.group("baseline")
+                    if d.name in done and d not in supplement.baseline
+                )
+        return done
+
     def plan(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Return the generator of plan `name` with checked arguments.
 
-        Device names given as strings are resolved; a wrong argument raises
-        `PlanArgumentError` here, before any run opens.
+        The plan's argument model (`labsky.plans.signature`) resolves device
+        names and checks every argument; a wrong one raises `PlanArgumentError`
+        here, before any run opens (an unknown plan `UnknownPlanError`, a
+        `KeyError`).
         """
         if name not in self.plans:
-            known = ", ".join(sorted(self.plans))
-            raise KeyError(f"no plan named {name!r}; plans: {known}")
-        bound = bind_plan_arguments(self.plans[name], args, kwargs, self.devices)
+            raise unknown_plan(name, self.plans)
+        model = plan_signature(self.plans[name])
+        bound = model.bind(args, kwargs, self.devices, plan_name=name)
         return self.plans[name](*bound.args, **bound.kwargs)
 
     def run(self, name: str, *args: Any, **kwargs: Any) -> RunEngineResult:
@@ -153,12 +230,15 @@ class Session:
     def execute(self, plan: Any) -> RunEngineResult:
         """Run a plan generator and return when its data is stored.
 
-        The result comes back once the run's HDF5 file is complete and the
-        catalog shows it (`sync`), so the next line can read it back.
+        The result comes back once the run's HDF5 file is complete (`stored`);
+        if the catalog lags, a log line says so. Reading the run back through
+        `runs` waits for the catalog.
         """
         result = self.run_engine(plan)
         assert isinstance(result, RunEngineResult)
-        self.sync()
+        lag = self.stored()
+        if lag.runs_behind:
+            logger.info("%s", lag)
         return result
 
     def namespace(self) -> dict[str, Any]:
@@ -178,7 +258,7 @@ class Session:
             "bp": bp,
             "bps": bps,
             "bpp": bpp,
-            "runs": self.runs,
+            "runs": self._runs_container(),
         }
 
     def summary(self) -> str:
@@ -190,6 +270,11 @@ class Session:
         lines.append(f"  devices: {working or 'none'}")
         for error in self.device_errors.values():
             lines.append(f"  FAILED  {error}")
+        if self.device_errors:
+            lines.append(
+                "  once an instrument is fixed: session.reconnect('NAME') "
+                "(%reconnect NAME at the prompt)"
+            )
         for module in self.plan_modules:
             for problem in module.problems:
                 lines.append(f"  PLAN PROBLEM  {problem}")
@@ -200,7 +285,10 @@ class Session:
             )
             lines.append(f"  simulated instruments: {simulated}")
         if self.tiled is not None:
-            lines.append(f"  tiled: {self.tiled.url} (api key {self.tiled.api_key})")
+            lines.append(
+                f"  tiled: {self.tiled.url} (api key {key_hint(self.tiled.api_key)}, "
+                f"kept in {self.data_dir / 'tiled' / 'api_key'})"
+            )
         return "\n".join(lines)
 
     def close(self) -> None:
@@ -209,11 +297,13 @@ class Session:
         Safe to call more than once (it also runs at interpreter exit).
         """
         run_engine = self.run_engine
+        if run_engine.state not in ("idle", "panicked"):
+            # Before the callbacks go: the stop document it emits must reach
+            # the ring, so the run file says how the run ended.
+            run_engine.abort("the session closed during the run")
         for token in self._tokens:
             run_engine.unsubscribe(token)
         self._tokens.clear()
-        if run_engine.state not in ("idle", "panicked"):
-            run_engine.halt()
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -280,19 +370,7 @@ def _run_engine(data_dir: Path, metadata: Mapping[str, Any], profile: str) -> Ru
 def _load_plans(
     profile: Profile,
 ) -> tuple[dict[str, Callable[..., Any]], list[PlanModule]]:
-    plans: dict[str, Callable[..., Any]] = {**BLUESKY_PLANS, **LABSKY_PLANS}
-    modules = []
-    for path in profile.plan_files:
-        module = load_plan_module(path)
-        for name in list(module.plans):
-            if name in plans:
-                module.problems.append(
-                    f"{path}:1: plan {name!r} shadows a plan of that name; rename it"
-                )
-                del module.plans[name]
-        plans.update(module.plans)
-        modules.append(module)
-    return plans, modules
+    return load_plans(profile.plan_files)
 
 
 def _launch_catalog(
@@ -303,11 +381,15 @@ def _launch_catalog(
     container = profile.tiled.container
     if uri is None:
         return None, None
+    timing = {
+        "flush_seconds": profile.tiled.flush_seconds,
+        "stall_seconds": profile.tiled.stall_seconds,
+    }
     if uri == "embedded":
         server = LocalTiled(data_dir, wait=False)
-        return server, CatalogAddress(server.url, server.api_key, container)
+        return server, CatalogAddress(server.url, server.api_key, container, **timing)
     key = os.environ.get(profile.tiled.api_key_env)
-    return None, CatalogAddress(uri, key, container)
+    return None, CatalogAddress(uri, key, container, **timing)
 
 
 def _import_catalog_client() -> None:
@@ -417,6 +499,7 @@ def start(
         pipeline=pipeline,
         simulators=simulators,
     )
+    session._built = built  # what `reconnect` rebuilds from
     baseline = session.group("baseline")
     if baseline:
         run_engine.preprocessors.append(SupplementalData(baseline=baseline))

@@ -51,7 +51,7 @@ class Labels(StandardReadable):
         super().__init__(name=name)
 
 
-class Boom(Exception):
+class BoomError(Exception):
     pass
 
 
@@ -60,7 +60,7 @@ def failing(det):
     def inner():
         yield from bps.trigger_and_read([det])
         yield from bps.trigger_and_read([det])
-        raise Boom("the sample fell off")
+        raise BoomError("the sample fell off")
 
     yield from inner()
 
@@ -138,7 +138,7 @@ def two_catalogs(tmp_path_factory):
         uids["scan"] = engine(bp.scan([pdet], stage.x, -1, 1, 7)).run_start_uids[0]
         uids["camera"] = engine(bp.count([cam], num=3)).run_start_uids[0]
         uids["labels"] = engine(labelled(labels, pdet, 4)).run_start_uids[0]
-        with pytest.raises(Boom):
+        with pytest.raises(BoomError):
             engine(failing(pdet))
         uids["fail"] = _last_uid(stock)
         with pytest.raises(RunEngineInterrupted):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiled.queries import Key
 
-from labsky.tiled_service import LocalTiled, runs_container
+from labsky.pipeline.server import LocalTiled, runs_container
 from tests.conftest import REPO
 
 
@@ -66,14 +66,43 @@ def test_check_kinds():
     assert "sim_stage" in result.stdout and "pattern_generator" in result.stdout
 
 
-def test_run_refuses_bad_arguments_before_a_run(tmp_path):
-    result = labsky(
-        "run", "sim", "count", "[pdet, nosuch]", env={"LABSKY_DATA_DIR": str(tmp_path)}
-    )
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["count", "[pdet, nosuch]"], "count: argument detectors[1]='nosuch' is not"),
+        (["cuont", "[pdet]"], "no plan named 'cuont'; did you mean 'count'?"),
+        (["count", "[pdet]", "-a", "num=many"], "count: argument num='many' does not"),
+        (["scan", "-a", "num=3", "--", "[pdet]", "stag.x", "-1", "1"], "'stage.x'?"),
+    ],
+)
+def test_run_refuses_a_bad_plan_or_argument_before_anything_starts(
+    tmp_path, words, message
+):
+    result = labsky("run", "sim", *words, env={"LABSKY_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2
-    assert "'nosuch' is not a device of this session" in result.stderr
-    metadata = tmp_path / "sim" / "runengine-metadata.json"
-    assert '"scan_id"' not in metadata.read_text()  # no run was opened
+    [line] = result.stderr.strip().splitlines()
+    assert message in line
+    # refused from the profile and its declarations: no simulator, no Tiled,
+    # not even the data directory
+    assert not (tmp_path / "sim").exists()
+
+
+def test_run_refuses_a_missing_axis_in_one_line(tmp_path):
+    """A device's part is checked once it is built; it used to be two tracebacks."""
+    (tmp_path / "profile.yaml").write_text(
+        f"devices: [{REPO / 'devices' / 'sim.yaml'}]\ntiled: {{uri: null}}\n"
+    )
+    result = labsky(
+        "run", str(tmp_path), "scan", "--arg", "num=3", "--", "[pdet]", "stage.z",
+        "-1", "1", env={"LABSKY_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "scan: argument args[0] (motor)='stage.z' is not a device of this session: "
+        "stage has no part 'z' (its parts: x, y); did you mean 'stage.y' or "
+        "'stage.x'?"
+    ]
+    assert "run uids" not in result.stdout  # no run was opened
 
 
 @pytest.mark.slow

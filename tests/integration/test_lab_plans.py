@@ -45,7 +45,7 @@ def run_words(session, plan: str, words: str):
     args, kwargs = plan_call_arguments(positional, keywords, metadata)
     result = session.execute(session.plan(plan, *args, **kwargs))
     assert result.exit_status == "success", result
-    session.sync()
+    session.catalogued()
     return result, session.runs[result.run_start_uids[-1]]
 
 

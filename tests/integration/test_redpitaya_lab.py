@@ -44,7 +44,7 @@ def test_a_board_lost_mid_series_fails_the_run_and_keeps_its_traces(labsky_sessi
     timer.start()
     with pytest.raises(Exception, match="rp"):
         session.run("scope_series", "rp.scope", 2000, md={"sample": "unplug"})
-    session.sync()
+    session.catalogued()
     [path] = [
         p
         for p in session.runs_dir.rglob("*.h5")

@@ -56,7 +56,7 @@ def test_unplugging_the_meter_mid_scan_fails_the_run_and_keeps_its_data(labsky_s
     timer.start()
     with pytest.raises(Exception, match="meter: the connection to .* was lost"):
         session.run("count", ["meter"], num=200, delay=0.02, md={"sample": "unplug"})
-    session.sync()
+    session.catalogued()
     [path] = [
         p
         for p in session.runs_dir.rglob("*.h5")

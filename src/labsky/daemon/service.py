@@ -195,7 +195,7 @@ class Daemon:
 
     def _start(self) -> DaemonAddresses:
         from labsky.daemon.redis_server import RedisServer
-        from labsky.tiled_service import LocalTiled
+        from labsky.pipeline.server import LocalTiled
 
         if self.redis_address is None:
             self._redis = RedisServer(self.directory / "redis")
@@ -412,12 +412,14 @@ class Daemon:
         if self._tiled is not None:
             # the worker's storage process registers its last runs: let it
             # finish before the catalog goes, or it (and the next start) waits
-            from labsky.storage.recover import RingInUseError, wait_for_worker
+            from labsky.pipeline.recover import live_worker
+            from labsky.processes import wait_for_exit
 
-            try:
-                wait_for_worker(self.data_dir / "runs", timeout=timeout)
-            except RingInUseError as exc:
-                logger.warning("%s", exc)
+            worker = live_worker(self.data_dir / "runs")
+            if worker is not None and not wait_for_exit(worker, timeout):
+                logger.warning(
+                    "the storage worker pid %d still stores after %g s", worker, timeout
+                )
             self._tiled.close()
         if self._redis is not None:
             self._redis.close()

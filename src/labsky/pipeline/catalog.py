@@ -1,4 +1,4 @@
-"""The catalog writer: every run into Tiled exactly as bluesky's `TiledWriter` lays it out.
+"""The catalog writer: every run in Tiled as bluesky's own `TiledWriter` lays it out.
 
 Each run is written by the same pair of callbacks bluesky-tiled-plugins'
 `TiledWriter` builds per run (its `RunNormalizer` feeding its run writer), so
@@ -265,7 +265,9 @@ class CatalogWriter:
         self._writer_class: type | None = None
         self._runs: dict[str, _Run] = {}
         self._retry: dict[str, tuple[Path, float, float]] = {}  # uid -> file, due, wait
-        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
         self._lock = threading.Condition()
         self._queued = 0
         self._done = 0
@@ -431,11 +433,11 @@ class CatalogWriter:
 
     def _failed_run(self, what: str, args: tuple[Any, ...]) -> _Run | None:
         uid = _run_uid(what, args, self._runs)
-        run = self._runs.pop(uid, None) if uid else None
+        run = self._runs.get(uid) if uid else None
         if run is not None:
-            # Registered again once its file is complete (its stop is stored).
+            # Registered again once its file is complete (its stop is stored);
+            # kept, without a writer, to see that stop.
             run.route = None
-            self._runs[uid] = run  # kept, without a writer, to see the stop
         return run
 
     # -- documents --------------------------------------------------------
@@ -492,7 +494,9 @@ class CatalogWriter:
         keys = [k for k in order if k in table]
         page = event_page(batch, descriptor, keys, stored_keys(descriptor))
         stamps = page["timestamps"]
-        page["timestamps"] = {k: stamps[k] for k in order + list(stream.file_keys) if k in stamps}
+        page["timestamps"] = {
+            k: stamps[k] for k in order + list(stream.file_keys) if k in stamps
+        }
         run.route("event_page", page)
         run.dirty = True
 
@@ -652,17 +656,22 @@ def run_file_items(path: Path) -> Iterator[tuple[str, tuple[Any, ...]]]:
                 yield "document", ("stream_resource", resource, path)
             length = int(group[SEQ_NUM].shape[0]) if SEQ_NUM in group else 0
             for begin in range(0, length, REPLAY_ROWS):
-                batch = _rows_batch(group, first, uid, begin, min(length, begin + REPLAY_ROWS))
+                batch = _rows_batch(
+                    group, first, uid, begin, min(length, begin + REPLAY_ROWS)
+                )
                 yield "events", (batch,)
             yield "stored", (uid, name, length)
             datums = json.loads(str(group.attrs.get(ATTR_STREAM_DATUMS, "{}")))
             for resource in resources:
                 begin, end = datums.get(resource["uid"], (0, length))
                 if end > begin:
-                    yield "document", (
-                        "stream_datum",
-                        stream_datum(resource["uid"], first["uid"], begin, end),
-                        path,
+                    yield (
+                        "document",
+                        (
+                            "stream_datum",
+                            stream_datum(resource["uid"], first["uid"], begin, end),
+                            path,
+                        ),
                     )
         if stop is not None:
             yield "document", ("stop", stop, path)
@@ -676,7 +685,9 @@ def _rows_batch(
     File-backed keys keep only their timestamps (their values stay in the file).
     """
     files = set(file_backed_keys(descriptor))
-    order = json.loads(str(group.attrs.get(ATTR_KEYS, "null"))) or stored_keys(descriptor)
+    order = json.loads(str(group.attrs.get(ATTR_KEYS, "null"))) or stored_keys(
+        descriptor
+    )
     keys = [k for k in order if k not in files]
     shapes = {k: key_shape(descriptor["data_keys"][k]) for k in keys}
     columns: dict[str, pa.Array] = {
@@ -709,6 +720,7 @@ def _rows_batch(
     if files:  # timestamps of file-backed keys, for the `ts_<key>` columns
         for key in [k for k in order if k in files]:
             batch = batch.append_column(
-                timestamps_column(key), pa.array(group[TIMESTAMPS_GROUP][key][begin:end])
+                timestamps_column(key),
+                pa.array(group[TIMESTAMPS_GROUP][key][begin:end]),
             )
     return batch

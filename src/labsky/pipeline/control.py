@@ -287,10 +287,10 @@ class DataPipeline:
             StorageError: Naming the cause; the run then ends with it.
         """
         if not self.worker.healthy():
+            reason = self.worker.failure or "the storage worker exited"
             raise StorageError(
-                f"runs cannot be stored: {self.worker.failure or 'the storage worker exited'}"
-                f"; see {self.worker.log}. What was published is safe in the ring "
-                f"{self.path}"
+                f"runs cannot be stored: {reason}; see {self.worker.log}. What was "
+                f"published is safe in the ring {self.path}"
             )
 
     def _sync(self, catalog: bool) -> dict[str, Any]:

@@ -173,9 +173,7 @@ def events_schema(
     fields = [pa.field(SEQ_NUM, pa.int64()), pa.field(TIME, pa.float64())]
     for key, value_type in zip(keys, types, strict=True):
         shape = json.dumps(list(shapes[key]))
-        fields.append(
-            pa.field(data_column(key), value_type, metadata={"shape": shape})
-        )
+        fields.append(pa.field(data_column(key), value_type, metadata={"shape": shape}))
         fields.append(pa.field(timestamps_column(key), pa.float64()))
     return pa.schema(fields, metadata=dict(metadata))
 
@@ -214,9 +212,7 @@ def _field_shape(value_type: pa.DataType) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def python_values(
-    batch: pa.RecordBatch, key: str, json_values: bool
-) -> list[Any]:
+def python_values(batch: pa.RecordBatch, key: str, json_values: bool) -> list[Any]:
     """A key's values as Python objects, as the event documents held them."""
     values = batch.column(data_column(key)).to_pylist()
     if json_values:
@@ -255,7 +251,9 @@ def event_page(
         "data": {
             k: python_values(batch, k, is_json_column(data_keys[k])) for k in names
         },
-        "timestamps": {k: batch.column(timestamps_column(k)).to_pylist() for k in stamped},
+        "timestamps": {
+            k: batch.column(timestamps_column(k)).to_pylist() for k in stamped
+        },
         "filled": {},
     }
 

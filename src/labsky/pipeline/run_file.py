@@ -225,7 +225,9 @@ class RunFile:
         if resource is None or stream is None:
             logger.warning("%s: stream_datum for an unknown resource", self.path)
             return
-        indices = stream.datums.setdefault(resource["uid"], [doc["indices"]["start"], 0])
+        indices = stream.datums.setdefault(
+            resource["uid"], [doc["indices"]["start"], 0]
+        )
         indices[1] = max(indices[1], doc["indices"]["stop"])
         key = resource["data_key"]
         if (stream.name, key) in self._links:
@@ -336,9 +338,9 @@ class RunFile:
             link = data.get(key, getlink=True)
             if isinstance(link, h5py.ExternalLink):
                 with self._structure() as f:
-                    f[name][DATA_GROUP][key] = h5py.ExternalLink(
-                        link.filename, link.path
-                    )
+                    target: Any = f[name]
+                    linked = h5py.ExternalLink(link.filename, link.path)
+                    target[DATA_GROUP][key] = linked
                 self._links.add((name, key))
         if stream.resources:
             with self._structure() as f:

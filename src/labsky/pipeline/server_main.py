@@ -1,4 +1,4 @@
-"""Run `tiled` as a child that dies with its parent: `python -m labsky.pipeline.server_main ARGS`.
+"""Run `tiled` as a child process that dies with its parent.
 
 The child asks the kernel for SIGTERM when its parent dies (Linux), itself,
 before Tiled starts: a `preexec_fn` would do it between fork and exec, which

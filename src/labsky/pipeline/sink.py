@@ -176,7 +176,9 @@ class HDF5Sink:
         assert self.reader is not None
         return self.reader.position - (self.reader.committed or 0)
 
-    def drain(self, until: int | None = None, stall_seconds: float | None = None) -> None:
+    def drain(
+        self, until: int | None = None, stall_seconds: float | None = None
+    ) -> None:
         """Wait until everything published so far is in the files and flushed.
 
         The wait has no fixed bound: it goes on while the sink makes progress.
@@ -198,7 +200,10 @@ class HDF5Sink:
                     raise RuntimeError(f"the HDF5 sink failed: {self.error}")
                 if done != last:
                     last, moved = done, time.monotonic()
-                if stall_seconds is not None and time.monotonic() - moved > stall_seconds:
+                if (
+                    stall_seconds is not None
+                    and time.monotonic() - moved > stall_seconds
+                ):
                     raise RuntimeError(
                         f"the HDF5 sink stored nothing for {stall_seconds:g} s, "
                         f"{target - done} batches behind"

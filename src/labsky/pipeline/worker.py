@@ -42,7 +42,9 @@ from labsky.processes import wait_for_exit
 logger = logging.getLogger("labsky.pipeline.worker")
 
 
-def catalog_writer(catalog: dict[str, Any] | None, runs_dir: Path) -> CatalogWriter | None:
+def catalog_writer(
+    catalog: dict[str, Any] | None, runs_dir: Path
+) -> CatalogWriter | None:
     """The catalog writer for a worker's `catalog` configuration (or None)."""
     if not catalog:
         return None
@@ -55,7 +57,9 @@ def catalog_writer(catalog: dict[str, Any] | None, runs_dir: Path) -> CatalogWri
         client = from_uri(catalog["url"], api_key=catalog.get("api_key"))
         return runs_container(client, catalog["container"])
 
-    return CatalogWriter(connect, runs_dir, flush_seconds=catalog.get("flush_seconds", 0.5))
+    return CatalogWriter(
+        connect, runs_dir, flush_seconds=catalog.get("flush_seconds", 0.5)
+    )
 
 
 def register_pending(catalog: CatalogWriter, runs_dir: Path) -> int:
