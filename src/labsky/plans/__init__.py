@@ -15,6 +15,11 @@ from typing import Any
 
 import bluesky.plans as bp
 
+from labsky.devices.redpitaya.mode_plans import (
+    deep_traces,
+    generator_sweep,
+    split_traces,
+)
 from labsky.devices.redpitaya.plans import (
     fit_resonance,
     network_analyzer,
@@ -42,13 +47,16 @@ BLUESKY_PLANS: dict[str, Callable[..., Any]] = {
 
 #: labsky's own general plans.
 LABSKY_PLANS: dict[str, Callable[..., Any]] = {
+    "deep_traces": deep_traces,
     "exposure_series": exposure_series,
     "fly_frames": fly_frames,
+    "generator_sweep": generator_sweep,
     "network_analyzer": network_analyzer,
     "peak_scan": peak_scan,
     "pid_lock": pid_lock,
     "polarization_scan": polarization_scan,
     "scope_series": scope_series,
+    "split_traces": split_traces,
     "wavelength_scan": wavelength_scan,
 }
 

@@ -5,9 +5,9 @@ import numpy as np
 from ophyd_async.core import init_devices
 from ophyd_async.sim import SimMotor
 
-from labsky.pipeline.writer import RingWriter
-from labsky.pipeline.ring import RingBuffer
 from labsky.pipeline.live import LiveRuns, wait_for_ring
+from labsky.pipeline.ring import RingBuffer
+from labsky.pipeline.writer import RingWriter
 
 
 def test_live_runs_follow_runs_and_streams(tmp_path, run_engine):

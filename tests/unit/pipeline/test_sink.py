@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from event_model import compose_run, pack_event_page
 
-from labsky.pipeline.writer import RingWriter
 from labsky.pipeline.ring import RingBuffer, RingReader
 from labsky.pipeline.ring.reader import Batch
 from labsky.pipeline.sink import DataLossError, HDF5Sink
+from labsky.pipeline.writer import RingWriter
 from labsky.testing import validate_document
 
 

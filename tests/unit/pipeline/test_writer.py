@@ -7,8 +7,8 @@ from event_model import pack_event_page
 from ophyd_async.core import init_devices
 from ophyd_async.sim import PatternGenerator, SimMotor, SimPointDetector
 
-from labsky.pipeline.writer import RingWriter
 from labsky.pipeline.ring import RingBuffer, RingReader
+from labsky.pipeline.writer import RingWriter
 from labsky.testing import DocumentCollector, validate_document
 
 

@@ -5,18 +5,23 @@ server (`address`: `tcp://host:5000`, `host`, or a VISA resource such as
 `TCPIP::host::5000::SOCKET`) or through `labsky ioc redpitaya`, which owns
 the board and serves it to several processes over Channel Access
 (`ioc_prefix`).
+
+Channel Access (aioca and the EPICS libraries, a second or more to import) is
+loaded only when a board is reached through its IOC, or when `CaAccess`,
+`pack_trace` or `unpack_trace` is first used.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
+from ophyd_async.core import PathProvider
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from labsky.devices.redpitaya._access import BoardAccess, ScpiAccess
-from labsky.devices.redpitaya._asg import RedPitayaAsg, SettingMovable
+from labsky.devices.redpitaya._asg import AsgSweep, RedPitayaAsg, SettingMovable
 from labsky.devices.redpitaya._board import RedPitaya
-from labsky.devices.redpitaya._ca_access import CaAccess, pack_trace, unpack_trace
 from labsky.devices.redpitaya._controller import RedPitayaController
 from labsky.devices.redpitaya._io import RedPitayaSlowIO
 from labsky.devices.redpitaya._lockin import RedPitayaLockIn, demodulate
@@ -31,12 +36,33 @@ from labsky.devices.redpitaya._settings import (
     InputGain,
     PidInput,
     PidOutput,
+    ScopeMode,
+    SweepDirection,
+    SweepMode,
     TriggerSource,
     Units,
     Waveform,
 )
 from labsky.devices.registry import DeviceKind
 from labsky.transports import LineSettings, Link, is_visa_resource, make_link
+
+if TYPE_CHECKING:
+    from labsky.devices.redpitaya._ca_access import (
+        CaAccess,
+        pack_trace,
+        unpack_trace,
+    )
+
+#: Names served from `_ca_access` on first use, so importing this package
+#: does not load Channel Access.
+_CHANNEL_ACCESS = ("CaAccess", "pack_trace", "unpack_trace")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CHANNEL_ACCESS:
+        return getattr(import_module("labsky.devices.redpitaya._ca_access"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SCPI_PORT = 5000
 
@@ -146,16 +172,28 @@ class RedPitayaParams(BaseModel):
         return self
 
 
-def redpitaya(params: RedPitayaParams) -> RedPitaya:
-    """Build a Red Pitaya (SCPI in this process, or through its IOC)."""
+def redpitaya(
+    params: RedPitayaParams, path_provider: PathProvider | None = None
+) -> RedPitaya:
+    """Build a Red Pitaya (SCPI in this process, or through its IOC).
+
+    `path_provider` (the session's) is where the scope writes DEEP traces.
+    """
     access: BoardAccess
     if params.ioc_prefix is not None:
+        from labsky.devices.redpitaya._ca_access import CaAccess
+
         access = CaAccess(params.ioc_prefix)
     else:
         assert params.address is not None
         link = board_link(params.address, params.timeout, params.visa_library)
         access = ScpiAccess(RedPitayaController(link))
-    return RedPitaya(access, params.lockin_reference, params.pid_tolerance)
+    return RedPitaya(
+        access,
+        params.lockin_reference,
+        params.pid_tolerance,
+        path_provider=path_provider,
+    )
 
 
 async def _configure(device: RedPitaya, params: RedPitayaParams) -> None:
@@ -180,6 +218,7 @@ __all__ = [
     "COMMANDS",
     "KINDS",
     "SETTINGS",
+    "AsgSweep",
     "BurstMode",
     "CaAccess",
     "GeneratorTrigger",
@@ -195,8 +234,11 @@ __all__ = [
     "RedPitayaScope",
     "RedPitayaScpi",
     "RedPitayaSlowIO",
+    "ScopeMode",
     "ScpiAccess",
     "SettingMovable",
+    "SweepDirection",
+    "SweepMode",
     "Trace",
     "TriggerSource",
     "Units",
