@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 from ophyd_async.core import (
@@ -137,16 +136,28 @@ class Newport1830C(StandardReadable):
     async def _handshake(self) -> None:
         self.link.label = self.name
         await self.link.send("E0")  # the meter echoes commands at power-up
-        await self._settle()
         await self.link.send("U1")  # watts
-        wavelength = await self._get_wavelength()
+        reply = await self._reply_past_echoes("W?", echoes={"E0", "U1", "W?"})
+        try:
+            wavelength = parse_int(reply, range(0, 10**6))
+        except ReplyError as exc:
+            raise ReplyError(f"{self.name}: W? {exc}") from None
         if not WAVELENGTH_RANGE[0] <= wavelength <= WAVELENGTH_RANGE[1]:
             raise ReplyError(f"{self.name}: W? = {wavelength}: not a 1830-C")
 
-    async def _settle(self) -> None:
-        """Wait for the echo of the last command, then drop it."""
-        await asyncio.sleep(0.1)
-        self.link.discard_input()
+    async def _reply_past_echoes(self, command: str, echoes: set[str]) -> str:
+        """Query, skipping the echoes of commands sent while echo was still on.
+
+        The echo of `E0` comes whenever the meter gets to it (late on a busy
+        computer), so it is read and skipped rather than waited out.
+        """
+        async with self.link.lock:
+            await self.link.write(command)
+            for _ in range(len(echoes) + 1):
+                line = await self.link.read_line(command=command)
+                if line.strip() not in echoes:
+                    return line
+        raise ReplyError(f"{self.name}: {command} got only echoes")
 
     async def _query_int(self, command: str, allowed: range) -> int:
         reply = await query_retrying(self.link, command)
