@@ -361,6 +361,7 @@ def serve(
     key stored with the data is the default.
     """
     from labsky.pipeline.server import (
+        PARENT_ENV,
         check_api_key,
         key_hint,
         serve_command,
@@ -394,7 +395,8 @@ def serve(
     source = "LABSKY_TILED_API_KEY" if api_key else f"{directory}/tiled/api_key"
     typer.echo(f"api key: {key_hint(key)} (from {source})   (Ctrl-C to stop)")
     sys.stdout.flush()
-    _run_masked([sys.executable, "-m", "tiled", *args], server_environment(key), key)
+    env = {**server_environment(key), PARENT_ENV: str(os.getpid())}
+    _run_masked([sys.executable, "-m", "labsky.pipeline.server_main", *args], env, key)
 
 
 def _holds_runs(directory: Path) -> bool:
@@ -407,9 +409,14 @@ def _run_masked(command: list[str], env: dict[str, str], secret: str) -> None:
     """Run a server in the foreground, masking `secret` in what it prints."""
     import subprocess
 
+    import signal
+
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    # A SIGTERM for us is one for the server (it also dies with us, see
+    # labsky.pipeline.server_main); Ctrl-C reaches it through the terminal.
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     assert process.stdout is not None
     try:
         for line in process.stdout:

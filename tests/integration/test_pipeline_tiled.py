@@ -19,6 +19,7 @@ from tiled.client import from_uri
 from tiled.queries import FullText, Key
 
 from labsky.pipeline.server import runs_container
+from labsky.processes import wait_for_exit
 
 from ..conftest import REPO
 
@@ -171,6 +172,8 @@ def test_labsky_serve_serves_the_runs_a_session_wrote(labsky_session, tmp_path):
         server.terminate()
         output += server.communicate(timeout=20)[0]
     assert key not in "".join(output)  # tiled prints its URL: the key is masked
+    # Stopping labsky serve stops its Tiled server too (none is left running).
+    assert all(wait_for_exit(pid, 20) for pid in commands)
 
 
 def test_labsky_serve_refuses_a_directory_without_runs(tmp_path):
