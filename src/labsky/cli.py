@@ -407,9 +407,8 @@ def _holds_runs(directory: Path) -> bool:
 
 def _run_masked(command: list[str], env: dict[str, str], secret: str) -> None:
     """Run a server in the foreground, masking `secret` in what it prints."""
-    import subprocess
-
     import signal
+    import subprocess
 
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
