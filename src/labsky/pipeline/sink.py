@@ -264,6 +264,7 @@ class HDF5Sink:
             path = run_file_path(self.runs_dir, doc)
             mark_catalog_pending(self.runs_dir, doc["uid"], path)
             self.runs[doc["uid"]] = run = RunFile(path, doc)
+            self._share_like_the_data_directory(path)
             self._save_open_runs()
         elif run is None:
             return
@@ -283,6 +284,17 @@ class HDF5Sink:
             self._save_open_runs()
         if self.catalog is not None:
             self.catalog.document(name, doc, run.path)
+
+    def _share_like_the_data_directory(self, path: Path) -> None:
+        """Give a new run file (and its day folder) the data directory's access.
+
+        A data directory readable by the lab's group gives group-readable run
+        files; a private one (0700) gives files only its owner reads.
+        """
+        mode = (self.runs_dir.parent.stat().st_mode | 0o700) & 0o777
+        if path.parent.stat().st_mode & 0o777 != mode:
+            os.chmod(path.parent, mode)
+        os.chmod(path, mode & 0o666)
 
     def _run_of(self, name: str, doc: Mapping[str, Any]) -> RunFile | None:
         if name == "start":

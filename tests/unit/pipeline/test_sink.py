@@ -298,3 +298,24 @@ def test_a_fast_stream_gets_big_chunks(tmp_path):
     with h5py.File(sink.closed_runs[0], "r") as f:
         assert f["primary/data/x"].chunks == (32768,)
         assert f["primary/data/x"].shape == (20000,)
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o750])
+def test_run_files_get_the_data_directorys_access(tmp_path, mode):
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(mode)
+    docs, _ = recorded_run(n=2)
+    ring = RingBuffer(tmp_path / "ring", slot_count=16, slot_size=64 * 1024)
+    reader = RingReader(
+        ring.path, durable_cursor=ring.register_durable_reader(), auto_commit=False
+    )
+    sink = HDF5Sink(reader, data / "runs").start()
+    writer = RingWriter(ring, flush_rows=100, flush_seconds=60, min_interval=0)
+    for name, doc in docs:
+        writer(name, doc)
+    sink.drain()
+    sink.close()
+    [path] = sink.closed_runs
+    assert path.stat().st_mode & 0o777 == mode & 0o666
+    assert path.parent.stat().st_mode & 0o777 == mode
