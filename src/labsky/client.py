@@ -21,13 +21,14 @@ from bluesky_queueserver_api import BFunc, BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
 
 from labsky.daemon.service import DaemonAddresses
+from labsky.errors import LabskyError
 
 
-class PlanRefusedError(ValueError):
+class PlanRefusedError(LabskyError, ValueError):
     """The queue server refused an item; the message is its reason."""
 
 
-class PlanFailedError(RuntimeError):
+class PlanFailedError(LabskyError, RuntimeError):
     """A plan ended without success; the message is the worker's reason."""
 
 

@@ -19,12 +19,13 @@ from ophyd_async.core import Device
 from labsky.config import DeviceDeclaration
 from labsky.devices import device_kinds
 from labsky.devices.link_device import Disconnectable
+from labsky.errors import LabskyError
 from labsky.placeholders import PlaceholderError, substitute
 
 logger = logging.getLogger(__name__)
 
 
-class DeviceError(RuntimeError):
+class DeviceError(LabskyError, RuntimeError):
     """A declared device could not be built or connected.
 
     The message names the device, its kind and where it was declared.

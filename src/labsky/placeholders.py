@@ -15,10 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from labsky.errors import LabskyError
+
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
 
 
-class PlaceholderError(KeyError):
+class PlaceholderError(LabskyError, KeyError):
     """A placeholder names nothing the session defines."""
 
     def __str__(self) -> str:

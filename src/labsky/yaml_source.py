@@ -24,6 +24,8 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.scanner import ScannerError
 
+from labsky.errors import LabskyError
+
 Loc = tuple[str | int, ...]
 
 #: Deepest nesting of mappings and lists a declaration may have (the real
@@ -57,7 +59,7 @@ class YamlSource:
         return 1
 
 
-class YamlSyntaxError(ValueError):
+class YamlSyntaxError(LabskyError, ValueError):
     """A YAML file could not be parsed; the message names the file and line.
 
     Attributes:

@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from labsky.errors import LabskyError
 from labsky.processes import die_with_parent, free_port, stop
 
 INSTALL_HINT = (
@@ -17,7 +18,7 @@ INSTALL_HINT = (
 )
 
 
-class RedisMissingError(RuntimeError):
+class RedisMissingError(LabskyError, RuntimeError):
     """redis-server is not on PATH."""
 
 

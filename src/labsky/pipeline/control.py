@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labsky.config import RingConfig, StorageConfig
+from labsky.errors import LabskyError
 from labsky.pipeline.recover import SINK_CURSOR, RecoveryReport, ring_writer_pid
 from labsky.pipeline.ring import RingBuffer
 from labsky.pipeline.ring.layout import wake_path
@@ -63,7 +64,7 @@ class CatalogAddress:
     stall_seconds: float = 120.0
 
 
-class StorageError(RuntimeError):
+class StorageError(LabskyError, RuntimeError):
     """The storage worker failed; the message says what and where its log is."""
 
 

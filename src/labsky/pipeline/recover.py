@@ -24,6 +24,7 @@ from pathlib import Path
 
 from event_model import compose_stop
 
+from labsky.errors import LabskyError
 from labsky.pipeline.probe import probe
 from labsky.pipeline.ring import RingError, RingReader
 from labsky.pipeline.ring.layout import HEADER, HEADER_SIZE
@@ -43,11 +44,11 @@ SINK_CURSOR = 0  # the HDF5 sink is the first durable reader of every ring
 WORKER_PID = "storage-worker.pid"  # in the runs directory while a worker runs
 
 
-class RingInUseError(RuntimeError):
+class RingInUseError(LabskyError, RuntimeError):
     """Another live process is writing the ring or storing its data."""
 
 
-class RecoveryError(RuntimeError):
+class RecoveryError(LabskyError, RuntimeError):
     """Recovery refused to go on; nothing it could not read was changed or deleted."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from labsky.errors import LabskyError
 from labsky.pipeline.format import (
     DOCUMENT,
     EVENTS,
@@ -46,7 +47,7 @@ OPEN_RUNS = "open-runs.json"
 CATALOG_PENDING = ".catalog-pending"
 
 
-class DataLossError(RuntimeError):
+class DataLossError(LabskyError, RuntimeError):
     """The sink found a gap in the ring's sequence: it stops rather than skip it."""
 
 
@@ -348,7 +349,7 @@ class HDF5Sink:
             logger.warning("resumed run %s from %s", uid, file)
 
 
-class OpenRunsError(ValueError):
+class OpenRunsError(LabskyError, ValueError):
     """`open-runs.json` cannot be read."""
 
 

@@ -12,8 +12,10 @@ from bluesky.callbacks.fitting import PeakStats
 from bluesky.protocols import Movable, Readable
 from bluesky.utils import MsgGenerator
 
+from labsky.errors import LabskyError
 
-class PeakNotFoundError(RuntimeError):
+
+class PeakNotFoundError(LabskyError, RuntimeError):
     """The scanned signal had no peak to move to."""
 
 

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
+from labsky.errors import LabskyError
 from labsky.plans.argument_types import (
     convert,
     device_ref,
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class PlanArgumentError(ValueError):
+class PlanArgumentError(LabskyError, ValueError):
     """A plan was called with arguments it cannot run with.
 
     IPython and Jupyter show it as its one line, without a traceback: the
@@ -75,7 +76,7 @@ class UnknownPlanError(PlanArgumentError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class PlanDefinitionError(TypeError):
+class PlanDefinitionError(LabskyError, TypeError):
     """A plan's signature cannot be turned into a model (a bug in the plan)."""
 
 

@@ -43,6 +43,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from labsky.errors import LabskyError
 from labsky.sim.serial_sim import SerialSimParams, SerialSimulator
 from labsky.sim.world import World
 from labsky.transports.stream import SerialSettings
@@ -231,7 +232,7 @@ CEILINGS = {
 _COMMAND = re.compile(r"^\s*(\d*)\s*([A-Za-z]{2})\s*(.*?)\s*$")
 
 
-class EspError(Exception):
+class EspError(LabskyError):
     """A command failed: its code goes to the error buffer."""
 
     def __init__(self, code: int):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from labsky.errors import LabskyError
+
 #: Longest message an instrument error carries; the middle of a longer one
 #: (a long reply quoted whole) is cut, keeping the device's name at the start
 #: and the advice at the end.
@@ -34,7 +36,7 @@ def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
     return f"{message[:head]} [... {cut} characters cut ...] {message[-tail:]}"
 
 
-class InstrumentError(RuntimeError):
+class InstrumentError(LabskyError, RuntimeError):
     """Something went wrong talking to an instrument.
 
     The message always starts with the device's name, so a failed scan says

@@ -15,8 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 from ophyd_async.core import StrictEnum
 
+from labsky.errors import LabskyError
 
-class CameraError(RuntimeError):
+
+class CameraError(LabskyError, RuntimeError):
     """The camera refused or failed; the message names what and why."""
 
 

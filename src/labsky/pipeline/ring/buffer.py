@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from labsky.errors import LabskyError
 from labsky.pipeline.ring.layout import (
     EMPTY,
     FREE,
@@ -38,11 +39,11 @@ _U32 = struct.Struct("<I")
 _END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
-class RingFullError(RuntimeError):
+class RingFullError(LabskyError, RuntimeError):
     """A batch is larger than a slot; the message says how to size the ring."""
 
 
-class StorageStalledError(RuntimeError):
+class StorageStalledError(LabskyError, RuntimeError):
     """The ring is full and its durable reader has stopped taking batches."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from labsky.errors import LabskyError
 from labsky.pipeline.ring.layout import (
     EMPTY,
     FREE,
@@ -34,7 +35,7 @@ _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
 
-class RingError(RuntimeError):
+class RingError(LabskyError, RuntimeError):
     """A ring file cannot be read as it should."""
 
 

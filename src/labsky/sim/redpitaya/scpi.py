@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from labsky.errors import LabskyError
+
 #: Numbers with an optional SI unit (`0.125 V`, `10mV`, `1.5 MHz`).
 _NUMBER = re.compile(
     r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$"
@@ -38,7 +40,7 @@ _UNITS = {
 }
 
 
-class ScpiError(Exception):
+class ScpiError(LabskyError):
     """A command failed: the code and text pushed on the error queue.
 
     `also` are further errors the same failure queues (the parser's own
