@@ -1,16 +1,20 @@
 """Load lab plan modules from `plans/*.py` by path.
 
-Files are imported under a synthetic package name (`labsky_plans.<stem>`), so
-nothing is added to `sys.path`. Only functions listed in the module's
-`__all__` become plans, and only if they are typed like blueapi requires:
-every parameter annotated, a `-> MsgGenerator` return, and an `md` parameter
-so callers can add metadata to the run. Types are read by the plan's argument
-model (`labsky.plans.signature`), the one the front ends check arguments with.
+Files are imported under a synthetic package name, nothing is added to
+`sys.path`. Each file is its own module, `labsky_plans.<stem>_<hash of its
+path>`: two profiles' `common.py` do not replace each other, and a plan found
+by its name (as pickle finds it) is the one of its own file. Only functions
+listed in the module's `__all__` become plans, and only if they are typed
+like blueapi requires: every parameter annotated, a `-> MsgGenerator` return,
+and an `md` parameter so callers can add metadata to the run. Types are read
+by the plan's argument model (`labsky.plans.signature`), the one the front
+ends check arguments with.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import hashlib
 import importlib.machinery
 import importlib.util
 import inspect
@@ -83,6 +87,17 @@ def plan_problems(func: Any, where: str) -> list[str]:
     return problems
 
 
+def module_name_of(path: Path) -> str:
+    """The module name a plan file is imported as: its stem and a path hash.
+
+    Args:
+        path: The file, resolved.
+    """
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"{PACKAGE}.{stem}_{digest}"
+
+
 def load_plan_module(path: str | Path) -> PlanModule:
     """Import a plan file by path and collect its typed plans.
 
@@ -94,7 +109,7 @@ def load_plan_module(path: str | Path) -> PlanModule:
     """
     path = Path(path).resolve()
     result = PlanModule(path)
-    module_name = f"{PACKAGE}.{path.stem}"
+    module_name = module_name_of(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         result.problems.append(f"{path}:1: not a Python module")

@@ -78,3 +78,44 @@ def test_import_error_and_missing_all(tmp_path):
     ]
     no_all = module(tmp_path, "x = 1\n", "noall.py")
     assert "define `__all__`" in no_all.problems[0]
+
+
+def test_two_profiles_plan_files_of_one_name_stay_apart(tmp_path):
+    import pickle
+    import sys
+
+    plan = (
+        HEADER
+        + '''
+__all__ = ["{name}"]
+
+def {name}(detectors: Sequence[Readable], md: dict[str, Any] | None = None) -> MsgGenerator:
+    """Count once."""
+    return (yield from bp.count(list(detectors), md=md))
+'''
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = module(tmp_path, plan.format(name="series"), "a/common.py")
+    second = module(tmp_path, plan.format(name="series"), "b/common.py")
+    mine, theirs = first.plans["series"], second.plans["series"]
+    assert mine.__module__ != theirs.__module__
+    assert sys.modules[mine.__module__].__file__ == str(tmp_path / "a" / "common.py")
+    assert sys.modules[theirs.__module__].__file__ == str(tmp_path / "b" / "common.py")
+    # by name (pickle, the queue server, tracebacks) each finds its own file's plan
+    assert pickle.loads(pickle.dumps(mine)) is mine
+    assert pickle.loads(pickle.dumps(theirs)) is theirs
+
+
+def test_loading_a_file_again_replaces_its_module(tmp_path):
+    import sys
+
+    first = module(tmp_path, "__all__ = []\nVERSION = 1\n", "lab.py")
+    second = module(tmp_path, "__all__ = []\nVERSION = 2\n", "lab.py")
+    assert first.problems == second.problems == []
+    names = [
+        n
+        for n, m in sys.modules.items()
+        if getattr(m, "__file__", None) == str(tmp_path / "lab.py")
+    ]
+    assert len(names) == 1 and sys.modules[names[0]].VERSION == 2
