@@ -212,6 +212,9 @@ class MaiTai(StandardReadable, StandardMovable[float]):
                 "not a MaiTai; check the port and baud rate"
             )
         self._set_identity(identity.strip())
+        # The laser keeps its target: start from it, so `locate()` (and `%wa`)
+        # agree with the readback before the first move.
+        await self.wavelength_setpoint.set(await self._quantity("WAVelength?", "nm"))
 
     async def _quantity(self, command: str, unit: str) -> float:
         reply = await query_retrying(self.link, command)
