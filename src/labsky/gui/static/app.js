@@ -428,15 +428,18 @@ function setupPlots() {
   const keys = scanKeys();
   const motors = (scan.start.motors || []).filter((m) => keys.includes(m));
   const options = [...motors, "time", "seq_num", ...keys.filter((k) => !motors.includes(k))];
-  const chosen = xSelect.value;
+  const chosen = xSelect.dataset.chosen;
   xSelect.replaceChildren(...options.map((k) => el("option", { text: k })));
-  xSelect.value = options.includes(chosen) && keys.length ? chosen : (motors[0] || "time");
+  xSelect.value = chosen && options.includes(chosen) ? chosen : (motors[0] || "time");
   if (!plots.length && keys.length) addPlot(defaultY());
   else for (const plot of plots) plot.rebuild();
   setupRaster();
   $("#scan-points").textContent = `${scan.rows.length} points`;
 }
-$("#plot-x").addEventListener("change", () => { for (const plot of plots) plot.rebuild(); });
+$("#plot-x").addEventListener("change", (event) => {
+  event.target.dataset.chosen = event.target.value;
+  for (const plot of plots) plot.rebuild();
+});
 $("#plot-add").addEventListener("click", () => { if (scan) addPlot(defaultY().slice(0, 1)); });
 
 class LivePlot {
@@ -504,6 +507,7 @@ function scanRows(rows) {
 
 function scanStop(stop) {
   if (!scan) return;
+  if (stop && runsSearched) setTimeout(searchRuns, 1500); // the catalog catches up
   scan.stop = stop;
   const title = $("#scan-title");
   title.dataset.status = stop ? stop.exit_status : "running";
@@ -763,6 +767,7 @@ async function openRun(uid) {
   let run;
   try { run = await get(`/api/runs/${uid}`); } catch (error) { detail.replaceChildren(el("p", { class: "message bad", text: error.message })); return; }
   const streamSelect = el("select", { "data-testid": "run-stream" }, Object.keys(run.streams).map((s) => el("option", { text: s })));
+  if ("primary" in run.streams) streamSelect.value = "primary";
   const area = el("div", { "data-testid": "run-plot" });
   const frames = el("div");
   detail.replaceChildren(
