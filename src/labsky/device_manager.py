@@ -119,6 +119,8 @@ def _build_one(
     arguments = {
         slot: result.devices[decl.requires[slot]]
         if slot in decl.requires
+        else fixtures.get(slot)  # no simulated table: sim_world is None
+        if slot == "sim_world"
         else fixtures[slot]
         for slot in kind.dependencies
     }

@@ -4,10 +4,21 @@ These give every profile something to scan before any lab instrument is
 declared: a pattern generator (the shared "world" the simulated stage moves
 through), motors and stages, a multi-channel point detector and a camera-like
 blob detector that writes HDF5 frames and emits StreamResource/StreamDatum.
+
+The pattern is the simulated table's beam (`labsky.sim.world`): a Gaussian
+spot on the sample plane, as bright as the laser, shutter and polarisation
+optics leave it. The point detector counts photons of it at the stage's
+position (Poisson noise), so a stage scan crosses a real peak; in a profile
+with a `simulation:` section it is the same table the instrument simulators
+share (a polariser turned there dims it here).
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import numpy as np
 from ophyd_async.core import PathProvider
 from ophyd_async.sim import (
     PatternGenerator,
@@ -19,6 +30,7 @@ from ophyd_async.sim import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from labsky.devices.registry import DeviceKind, NoParams
+from labsky.sim.world import LaserParams, World, WorldParams
 
 
 class SimMotorParams(BaseModel):
@@ -56,11 +68,76 @@ class SimPointDetectorParams(BaseModel):
     acquire_time: float = Field(
         default=0.01, ge=0.0, description="Integration time per reading in seconds."
     )
+    peak_rate: float = Field(
+        default=1e6,
+        gt=0,
+        description="Counts per second of channel 1 on the beam's axis at full power.",
+    )
 
 
-def sim_pattern(params: NoParams) -> PatternGenerator:
-    """Build the pattern generator that simulated devices share."""
-    return PatternGenerator()
+class SimPatternParams(BaseModel):
+    """Parameters of the simulated beam the detectors sample."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    background: float = Field(
+        default=0.002, ge=0, description="Stray light, relative to the beam's peak."
+    )
+
+
+class BeamPattern(PatternGenerator):
+    """ophyd-async's pattern generator whose pattern is the table's beam.
+
+    Args:
+        world: The simulated table; without one, a table of its own whose
+            laser is on and shutter open.
+        background: Stray light, relative to the beam's peak.
+    """
+
+    def __init__(self, world: World | None = None, background: float = 0.002):
+        super().__init__()
+        laser = LaserParams(emission=True, shutter_open=True, warmup=0)
+        self.world = world or World(WorldParams(laser=laser))
+        self.background = background
+
+    def generate_point(self, channel: int = 1, high_energy: bool = False) -> float:
+        """The beam at the stage position, 0-1 (1: full laser power on axis)."""
+        world = self.world
+        power = world.transmitted_power() / world.params.laser.peak_power
+        return power * world.beam_profile(self._x, self._y) + self.background
+
+
+class BeamPointDetector(SimPointDetector):
+    """ophyd-async's point detector counting photons of the beam.
+
+    Channel N sees the beam through an attenuation of N (its rate at full
+    power on axis is `peak_rate / N` counts/s); each reading is a Poisson
+    draw of the counts in the integration time.
+    """
+
+    def __init__(
+        self,
+        pattern_generator: BeamPattern,
+        num_channels: int = 3,
+        peak_rate: float = 1e6,
+        name: str = "",
+    ):
+        self.peak_rate = peak_rate
+        self._rng = np.random.default_rng(pattern_generator.world.params.seed + 1)
+        super().__init__(pattern_generator, num_channels=num_channels, name=name)
+
+    async def _update_values(self, acquire_time: float) -> None:
+        await asyncio.sleep(acquire_time)
+        pattern = self.pattern_generator
+        for i, channel in self.channel.items():
+            mean = self.peak_rate / i * acquire_time * pattern.generate_point(i)
+            setter = self._value_signals[channel.value]
+            setter(int(self._rng.poisson(max(mean, 0.0))))
+
+
+def sim_pattern(params: SimPatternParams, sim_world: Any) -> BeamPattern:
+    """Build the beam the simulated devices share (the profile's table, if any)."""
+    return BeamPattern(sim_world, background=params.background)
 
 
 def sim_motor(params: SimMotorParams) -> SimMotor:
@@ -80,7 +157,13 @@ def sim_stage(params: SimStageParams, pattern_generator: PatternGenerator) -> Si
 def sim_point_detector(
     params: SimPointDetectorParams, pattern_generator: PatternGenerator
 ) -> SimPointDetector:
-    """Build a point detector that reads the pattern at the stage position."""
+    """Build a point detector that counts the beam at the stage position."""
+    if isinstance(pattern_generator, BeamPattern):
+        return BeamPointDetector(
+            pattern_generator,
+            num_channels=params.num_channels,
+            peak_rate=params.peak_rate,
+        )
     return SimPointDetector(pattern_generator, num_channels=params.num_channels)
 
 
@@ -111,7 +194,9 @@ KINDS = (
     DeviceKind(
         "sim_pattern",
         sim_pattern,
-        summary="Shared simulated world: a 2-D pattern sampled by sim detectors.",
+        SimPatternParams,
+        summary="Shared simulated beam (the table's, with simulators) that sim "
+        "detectors sample at the stage position.",
     ),
     DeviceKind(
         "sim_motor",
@@ -131,7 +216,7 @@ KINDS = (
         "sim_point_detector",
         sim_point_detector,
         SimPointDetectorParams,
-        summary="Simulated multi-channel point detector.",
+        summary="Simulated multi-channel point detector counting the beam's photons.",
         after_connect=_configure_point_detector,
     ),
     DeviceKind(

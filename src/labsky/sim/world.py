@@ -6,7 +6,9 @@ ELL14 rotation mounts, to a pick-off that feeds the 1830-C power meter; the
 rest of the beam goes to the camera, whose view the ESP300 stage moves. So
 turning a rotator changes what the power meter reads (Malus's law), tuning
 the laser changes the power and the meter's wavelength correction, and moving
-the stage moves the spot on the camera.
+the stage moves the spot on the camera. For a beam-profile measurement
+(`pinhole`) the meter sits behind a pinhole on the stage instead, in the main
+beam, and a stage scan across the beam reads its Gaussian profile.
 
 The world holds the physical state; simulators are the instruments' wire
 protocols on top of it. It is read from several threads (simulators, the
@@ -117,6 +119,33 @@ class StageParams(BaseModel):
     )
 
 
+class BeamParams(BaseModel):
+    """The beam where the sample sits: a Gaussian spot a stage scan crosses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = Field(
+        default=0.4, description="Beam axis on the sample stage's x (axis 1), mm."
+    )
+    y: float = Field(
+        default=-0.2, description="Beam axis on the sample stage's y (axis 2), mm."
+    )
+    radius: float = Field(
+        default=0.6, gt=0, description="1/e^2 intensity radius of the beam, mm."
+    )
+    pointing_jitter: float = Field(
+        default=0.01, ge=0, description="Beam pointing noise (1 sigma), mm."
+    )
+
+
+class PinholeParams(BaseModel):
+    """A pinhole on the sample stage with the power meter behind it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    diameter: float = Field(default=0.05, gt=0, description="Pinhole diameter, mm.")
+
+
 class WorldParams(BaseModel):
     """The simulated table (profile `simulation.world`)."""
 
@@ -136,6 +165,13 @@ class WorldParams(BaseModel):
         description="Fraction of the beam sent to the power meter.",
     )
     stage: StageParams = Field(default_factory=lambda: StageParams())
+    beam: BeamParams = Field(default_factory=lambda: BeamParams())
+    pinhole: PinholeParams | None = Field(
+        default=None,
+        description="A pinhole on the ESP300 sample stage (axes 1 and 2) in the "
+        "main beam, the power meter behind it: a beam-profile measurement. "
+        "null: the meter reads the pick-off.",
+    )
 
 
 class Laser:
@@ -268,8 +304,38 @@ class World:
         return self.laser.beam(now) * self._transmission(now)
 
     def meter_power(self, now: float | None = None) -> float:
-        """Optical power on the power meter's detector (W), without noise."""
-        return self.transmitted_power(now) * self.params.pickoff
+        """Optical power on the power meter's detector (W).
+
+        On the pick-off it is a fixed fraction of the beam, without noise.
+        Behind the pinhole (`pinhole` set) it is what the pinhole passes at
+        the stage's position, with the beam's pointing jitter.
+        """
+        pinhole = self.params.pinhole
+        if pinhole is None:
+            return self.transmitted_power(now) * self.params.pickoff
+        now = time.monotonic() if now is None else now
+        w = self.params.beam.radius
+        centred = 1 - math.exp(-2 * (pinhole.diameter / 2) ** 2 / w**2)
+        x, y = self.stage_axis(1).position(now), self.stage_axis(2).position(now)
+        return (
+            self.transmitted_power(now)
+            * (1 - self.params.pickoff)
+            * centred
+            * self.beam_profile(x, y)
+        )
+
+    def beam_profile(self, x: float, y: float, jitter: bool = True) -> float:
+        """The beam's intensity at (x, y) of the sample plane, 1 on its axis.
+
+        A Gaussian of the beam's 1/e^2 radius around its axis (`beam.x`,
+        `beam.y`, mm in stage coordinates); `jitter` adds the pointing noise.
+        """
+        beam = self.params.beam
+        dx, dy = x - beam.x, y - beam.y
+        if jitter and beam.pointing_jitter > 0:
+            shift = self.rng.normal(0.0, beam.pointing_jitter, 2)
+            dx, dy = dx + float(shift[0]), dy + float(shift[1])
+        return math.exp(-2 * (dx * dx + dy * dy) / beam.radius**2)
 
     def spot(self, now: float | None = None) -> tuple[float, float, float]:
         """Beam spot on the camera: x and y offsets (mm) and its radius (mm).
