@@ -1,5 +1,6 @@
 """Runs reach HDF5 and Tiled while they go on; `labsky serve` serves them again."""
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -26,15 +27,15 @@ from ..conftest import REPO
 SIM = REPO / "profiles" / "sim"
 
 
-def slow_scan(det, motor, points, pause):
-    """Read `points` positions, then wait inside the run before closing it."""
+def slow_scan(det, motor, points, gate):
+    """Read `points` positions, then wait inside the run until `gate` is set."""
 
     @bpp.run_decorator(md={"sample": "live-Si", "purpose": "watch it grow"})
     def inner():
         for i in range(points):
             yield from bps.mv(motor, i)
             yield from bps.trigger_and_read([det, motor])
-        yield from bps.sleep(pause)
+        yield from bps.wait_for([lambda: asyncio.to_thread(gate.wait, 120)])
 
     return (yield from inner())
 
@@ -44,35 +45,32 @@ def test_a_run_is_visible_in_tiled_while_it_runs(labsky_session):
     session.catalogued()  # the catalog server is up (it starts beside the session)
     url, key = session.tiled.url, session.tiled.api_key
     seen, errors = [], []
-    done = threading.Event()
+    gate = threading.Event()  # set once the watcher saw every row
 
     def watch():
         runs = runs_container(from_uri(url, api_key=key), "raw")
-        while not done.is_set():
+        while not gate.is_set():
             try:
                 found = runs.search(Key("start.sample") == "live-Si")
                 for run in found.values():
                     if "primary" in run and "stage-x" in run["primary"]:
-                        values = run["primary"]["stage-x"].read()
-                        seen.append(
-                            (
-                                values.tolist(),
-                                "stop" in run.metadata
-                                and run.metadata["stop"] is not None,
-                            )
-                        )
+                        values = run["primary"]["stage-x"].read().tolist()
+                        stopped = bool(run.metadata.get("stop"))
+                        seen.append((values, stopped))
+                        if len(values) == 5:
+                            gate.set()
             except Exception as exc:  # a read racing the growing array: try again
                 errors.append(exc)
-            time.sleep(0.1)
+            gate.wait(0.1)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
         session.execute(
-            slow_scan(session.devices["pdet"], session.devices["stage"].x, 5, 3.0)
+            slow_scan(session.devices["pdet"], session.devices["stage"].x, 5, gate)
         )
     finally:
-        done.set()
+        gate.set()
         watcher.join()
     during = [values for values, stopped in seen if not stopped]
     assert [0.0, 1.0, 2.0, 3.0, 4.0] in during, (seen[:5], errors[:3])

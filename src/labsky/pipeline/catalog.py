@@ -202,6 +202,8 @@ class _Stream:
     stamp_keys: list[str]
     file_keys: dict[str, str]  # key -> StreamResource uid
     registered: int = 0  # rows of the file-backed keys already in Tiled
+    batches: list[pa.RecordBatch] = field(default_factory=list)  # not yet rows
+    waiting: int = 0  # rows in `batches`
 
 
 @dataclass
@@ -211,7 +213,15 @@ class _Run:
     route: _RunRoute | None
     descriptors: dict[str, dict[str, Any]] = field(default_factory=dict)
     streams: dict[str, _Stream] = field(default_factory=dict)
-    dirty: bool = False
+    dirty_since: float | None = None  # when its oldest unwritten row came
+
+    @property
+    def dirty(self) -> bool:
+        return self.dirty_since is not None
+
+    def touch(self) -> None:
+        if self.dirty_since is None:
+            self.dirty_since = time.monotonic()
 
 
 @dataclass
@@ -275,7 +285,6 @@ class CatalogWriter:
         self.errors: list[str] = []
         self._abandon = False
         self._stopping = threading.Event()
-        self._last_flush = time.monotonic()
         self._thread = threading.Thread(
             target=self._loop, name="labsky-catalog", daemon=True
         )
@@ -388,10 +397,13 @@ class CatalogWriter:
             self._retry_due()
 
     def _next_wake(self) -> float | None:
-        waits = []
-        if any(run.dirty for run in self._runs.values()):
-            waits.append(self._last_flush + self.flush_seconds - time.monotonic())
-        waits.extend(due - time.monotonic() for _, due, _ in self._retry.values())
+        now = time.monotonic()
+        waits = [
+            run.dirty_since + self.flush_seconds - now
+            for run in self._runs.values()
+            if run.dirty_since is not None
+        ]
+        waits.extend(due - now for _, due, _ in self._retry.values())
         return max(0.0, min(waits)) if waits else None
 
     def _try_connect(self) -> bool:
@@ -464,7 +476,7 @@ class CatalogWriter:
             self._descriptor(run, doc)
         else:
             run.route(name, doc)
-            run.dirty = True
+            run.touch()
 
     def _descriptor(self, run: _Run, doc: dict[str, Any]) -> None:
         assert run.route is not None
@@ -483,12 +495,34 @@ class CatalogWriter:
         run.streams[stream_name] = stream
 
     def _events(self, batch: pa.RecordBatch) -> None:
+        """Gather a stored events batch; rows go to the run writer in bulk.
+
+        Converting Arrow rows to the event pages `TiledWriter` takes costs
+        Python work per row; done once per flush (or per 10,000 rows) on the
+        gathered batches, it is paid once instead of per one-event batch.
+        """
         header = events_header(batch)
         run = self._runs.get(header.run)
         if run is None or run.route is None:
             return
         stream = run.streams[header.stream]
-        descriptor = run.descriptors[header.descriptor]
+        if stream.batches and stream.batches[-1].schema != batch.schema:
+            self._pages(run, stream)
+        stream.batches.append(batch)
+        stream.waiting += batch.num_rows
+        if stream.waiting >= REPLAY_ROWS:
+            self._pages(run, stream)
+        run.touch()
+
+    def _pages(self, run: _Run, stream: _Stream) -> None:
+        """Hand a stream's gathered batches to the run writer as one event page."""
+        if not stream.batches or run.route is None:
+            return
+        batches, stream.batches, stream.waiting = stream.batches, [], 0
+        batch = batches[0]
+        if len(batches) > 1:
+            batch = pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+        descriptor = run.descriptors[events_header(batch).descriptor]
         order = batch_keys(batch)  # the events' own order, as stock tables have it
         table = set(stream.table_keys)
         keys = [k for k in order if k in table]
@@ -498,7 +532,6 @@ class CatalogWriter:
             k: stamps[k] for k in order + list(stream.file_keys) if k in stamps
         }
         run.route("event_page", page)
-        run.dirty = True
 
     def _stored(self, uid: str, stream_name: str, length: int) -> None:
         run = self._runs.get(uid)
@@ -513,7 +546,7 @@ class CatalogWriter:
             )
             run.route("stream_datum", datum)
         stream.registered = length
-        run.dirty = True
+        run.touch()
 
     def _stop(self, run: _Run, doc: dict[str, Any]) -> None:
         del self._runs[run.uid]
@@ -521,6 +554,8 @@ class CatalogWriter:
             self._register_file(run.path)
             return
         try:
+            for stream in run.streams.values():
+                self._pages(run, stream)
             run.route.flush()  # arrays first, as stock orders a stream's nodes
             run.route("stop", doc)
         except Exception as exc:  # the file is complete: register it again
@@ -537,22 +572,26 @@ class CatalogWriter:
             self.on_registered(uid)
 
     def _flush(self, force: bool) -> None:
-        if not force and time.monotonic() - self._last_flush < self.flush_seconds:
-            return
+        """Write the rows that waited `flush_seconds` (all of them if forced)."""
+        now = time.monotonic()
         for run in list(self._runs.values()):
-            if run.dirty and run.route is not None:
-                run.dirty = False
+            since = run.dirty_since
+            if since is None or run.route is None:
+                continue
+            if force or now - since >= self.flush_seconds:
+                run.dirty_since = None
                 self._safely("rows", self._flush_run, run)
-        self._last_flush = time.monotonic()
 
     def _flush_run(self, run: _Run) -> None:
         assert run.route is not None
+        for stream in run.streams.values():
+            self._pages(run, stream)
         hold = frozenset(
             name for name, s in run.streams.items() if s.file_keys and not s.registered
         )
         run.route.flush(hold)
         if hold:
-            run.dirty = True  # the held rows go at a later flush
+            run.touch()  # the held rows go at a later flush
 
     # -- whole files ------------------------------------------------------
 

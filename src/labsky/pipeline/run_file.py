@@ -72,6 +72,8 @@ class _Stream:
         self.last_seq_num = 0
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
+        self.descriptors = [dict(descriptor)]
+        self.group_made = False  # its group exists (made at the first flush)
         self.created = False  # the datasets exist (made with the first block)
         self.datasets: dict[str, Any] = {}
         self.handle: h5py.File | None = None  # the file `datasets` belong to
@@ -146,34 +148,64 @@ class RunFile:
         return self._by_descriptor[descriptor_uid]
 
     def add_descriptor(self, doc: Mapping[str, Any]) -> _Stream:
-        """Create the stream's group (or record a new descriptor of it)."""
+        """Record a stream (its group is made at the next flush, with its datasets).
+
+        Structure is created in as few visits outside SWMR mode as possible:
+        every new group and dataset waiting at a flush is made in one.
+        """
         name = doc.get("name", "primary")
         stream = self.streams.get(name)
         if stream is not None:
             stream.descriptor_uids.add(doc["uid"])
+            stream.descriptors.append(dict(doc))
             self._by_descriptor[doc["uid"]] = stream
-            with self._structure() as f:
-                group = f[name]
-                listed = json.loads(str(group.attrs[ATTR_DESCRIPTORS]))
-                group.attrs[ATTR_DESCRIPTORS] = json.dumps([*listed, doc])
+            if stream.group_made:  # a configuration change mid-run
+                with self._structure() as f:
+                    attrs: Any = f[name].attrs
+                    attrs[ATTR_DESCRIPTORS] = json.dumps(stream.descriptors)
             return stream
         stream = _Stream(name, doc)
-        with self._structure() as f:
-            group = f.create_group(name)
-            group.attrs[ATTR_DESCRIPTOR] = json.dumps(doc)
-            group.attrs[ATTR_DESCRIPTORS] = json.dumps([doc])
-            group.create_group(DATA_GROUP)
-            group.create_group(TIMESTAMPS_GROUP)
         self.streams[name] = stream
         self._by_descriptor[doc["uid"]] = stream
         return stream
 
+    def _make_group(self, f: h5py.File, stream: _Stream) -> None:
+        if stream.group_made:
+            return
+        group = f.create_group(stream.name)
+        group.attrs[ATTR_DESCRIPTOR] = json.dumps(stream.descriptor)
+        group.attrs[ATTR_DESCRIPTORS] = json.dumps(stream.descriptors)
+        group.create_group(DATA_GROUP)
+        group.create_group(TIMESTAMPS_GROUP)
+        stream.group_made = True
+
+    def _make_structure(
+        self, new: dict[str, tuple[int, list[str] | None]], close: bool = False
+    ) -> None:
+        """In one visit outside SWMR mode: every group not yet made, and datasets.
+
+        Args:
+            new: Streams whose datasets to make, with their first block's rows
+                and key order.
+            close: Leave SWMR mode off (the file is about to be closed).
+        """
+        with self._structure(swmr_after=not close) as f:
+            for stream in self.streams.values():
+                self._make_group(f, stream)
+            for name, (first_rows, order) in new.items():
+                self._create_datasets(f, self.streams[name], first_rows, order)
+
     def _create_datasets(
-        self, stream: _Stream, first_rows: int, order: list[str] | None = None
+        self,
+        f: h5py.File,
+        stream: _Stream,
+        first_rows: int,
+        order: list[str] | None = None,
     ) -> None:
         """Make a stream's datasets, with chunks sized to its first block.
 
         Args:
+            f: The file, outside SWMR mode.
             stream: The stream.
             first_rows: Rows of its first block.
             order: Its keys in the order the events gave them.
@@ -181,37 +213,36 @@ class RunFile:
         doc = stream.descriptor
         if order is not None:
             stream.keys = order + [k for k in stream.keys if k not in order]
-        with self._structure() as f:
-            group: Any = f[stream.name]
-            group.attrs[ATTR_KEYS] = json.dumps(stream.keys)
-            data, stamps = group[DATA_GROUP], group[TIMESTAMPS_GROUP]
-            small = chunk_rows(8, first_rows)
-            for key in stream.keys:
-                data_key = doc["data_keys"][key]
-                shape = key_shape(data_key)
-                dtype = column_dtype(data_key)
-                h5dtype = h5py.string_dtype() if dtype is None else dtype
-                itemsize = 16 if dtype is None else dtype.itemsize
-                rows = chunk_rows(
-                    itemsize * int(np.prod(shape, dtype=np.int64)), first_rows
-                )
-                dataset = data.create_dataset(
-                    key,
-                    shape=(0, *shape),
-                    maxshape=(None, *shape),
-                    chunks=(rows, *shape),
-                    dtype=h5dtype,
-                )
-                for attr in ("source", "units", "dtype", "precision"):
-                    if data_key.get(attr) is not None:
-                        dataset.attrs[attr] = data_key[attr]
-                stamps.create_dataset(
-                    key, shape=(0,), maxshape=(None,), chunks=(small,), dtype="f8"
-                )
-            for name, dtype in ((TIME, "f8"), (SEQ_NUM, "i8")):
-                group.create_dataset(
-                    name, shape=(0,), maxshape=(None,), chunks=(small,), dtype=dtype
-                )
+        group: Any = f[stream.name]
+        group.attrs[ATTR_KEYS] = json.dumps(stream.keys)
+        data, stamps = group[DATA_GROUP], group[TIMESTAMPS_GROUP]
+        small = chunk_rows(8, first_rows)
+        for key in stream.keys:
+            data_key = doc["data_keys"][key]
+            shape = key_shape(data_key)
+            dtype = column_dtype(data_key)
+            h5dtype = h5py.string_dtype() if dtype is None else dtype
+            itemsize = 16 if dtype is None else dtype.itemsize
+            rows = chunk_rows(
+                itemsize * int(np.prod(shape, dtype=np.int64)), first_rows
+            )
+            dataset = data.create_dataset(
+                key,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                chunks=(rows, *shape),
+                dtype=h5dtype,
+            )
+            for attr in ("source", "units", "dtype", "precision"):
+                if data_key.get(attr) is not None:
+                    dataset.attrs[attr] = data_key[attr]
+            stamps.create_dataset(
+                key, shape=(0,), maxshape=(None,), chunks=(small,), dtype="f8"
+            )
+        for name, dtype in ((TIME, "f8"), (SEQ_NUM, "i8")):
+            group.create_dataset(
+                name, shape=(0,), maxshape=(None,), chunks=(small,), dtype=dtype
+            )
         stream.created = True
 
     def add_stream_resource(self, doc: Mapping[str, Any]) -> None:
@@ -237,6 +268,7 @@ class RunFile:
         relative = os.path.relpath(target, self.path.parent)
         stream.resources.append(resource)
         with self._structure() as f:
+            self._make_group(f, stream)
             group: Any = f[stream.name]
             group[DATA_GROUP][key] = h5py.ExternalLink(relative, dataset)
             group.attrs[ATTR_STREAM_RESOURCES] = json.dumps(stream.resources)
@@ -261,13 +293,21 @@ class RunFile:
         if stream.pending_rows >= block_rows:
             self._write_block(stream)
 
-    def _write_block(self, stream: _Stream) -> None:
+    def _take_pending(self, stream: _Stream) -> pa.Table | None:
         if not stream.pending:
-            return
+            return None
         table = pa.Table.from_batches(stream.pending)
         stream.pending, stream.pending_rows = [], 0
+        return table
+
+    def _write_block(self, stream: _Stream) -> None:
+        table = self._take_pending(stream)
+        if table is not None:
+            self._write_table(stream, table)
+
+    def _write_table(self, stream: _Stream, table: pa.Table) -> None:
         if not stream.created:
-            self._create_datasets(stream, table.num_rows, batch_keys(table))
+            self._make_structure({stream.name: (table.num_rows, batch_keys(table))})
         start = stream.length
         for column, dataset in self._datasets(stream).items():  # seq_num last
             values = column_values(table.column(column))
@@ -289,19 +329,36 @@ class RunFile:
 
     def flush(self) -> dict[str, int]:
         """Write what is gathered, flush to disk and return rows per stream."""
-        for stream in self.streams.values():
-            self._write_block(stream)
+        tables = {}
+        for name, stream in self.streams.items():
+            table = self._take_pending(stream)
+            if table is not None:
+                tables[name] = table
+        new: dict[str, tuple[int, list[str] | None]] = {
+            name: (table.num_rows, batch_keys(table))
+            for name, table in tables.items()
+            if not self.streams[name].created
+        }
+        if new or any(not s.group_made for s in self.streams.values()):
+            self._make_structure(new)
+        for name, table in tables.items():
+            self._write_table(self.streams[name], table)
         self._enable_swmr()
         self.file.flush()
         return {name: s.length for name, s in self.streams.items()}
 
     def close(self, stop: Mapping[str, Any] | None) -> None:
-        """Write the last rows and the stop document, and close the file."""
+        """Write the last rows and the stop document, and close the file.
+
+        A stream that never had a row still gets its (empty) datasets.
+        """
         self.flush()
-        for stream in self.streams.values():
-            if not stream.created:  # a stream without rows still has its datasets
-                self._create_datasets(stream, 0)
+        empty = {n: (0, None) for n, s in self.streams.items() if not s.created}
         with self._structure(swmr_after=False) as f:
+            for stream in self.streams.values():
+                self._make_group(f, stream)
+            for name in empty:
+                self._create_datasets(f, self.streams[name], 0)
             for stream in self.streams.values():
                 if stream.datums:
                     group: Any = f[stream.name]
@@ -325,10 +382,12 @@ class RunFile:
             stream.keys = order
         rows = committed_rows(group, stream.keys)
         if len(rows[SEQ_NUM]):
-            self._create_datasets(stream, len(rows[SEQ_NUM]), order)
+            self._make_structure({name: (len(rows[SEQ_NUM]), order)})
             target: Any = self.file[name]
             for column, values in rows.items():
                 _append(target[column], 0, values)
+        elif not stream.group_made:
+            self._make_structure({})
         stream.length = len(rows[SEQ_NUM])
         stream.last_seq_num = int(rows[SEQ_NUM][-1]) if stream.length else 0
         stream.resources = json.loads(str(group.attrs.get(ATTR_STREAM_RESOURCES, "[]")))
