@@ -15,7 +15,7 @@ import pytest
 from labsky.config import load_profile
 from labsky.pipeline import ProfileInUseError, StorageError, ring_path
 from labsky.pipeline.format import EVENTS, batch_kind
-from labsky.pipeline.recover import live_worker
+from labsky.pipeline.holders import live_worker
 from labsky.pipeline.ring import RingCorruptError, RingReader
 from labsky.processes import wait_for_exit
 from labsky.testing.waiting import wait_until

@@ -15,7 +15,8 @@ from labsky.pipeline.control import (
     StorageError,
     ring_path,
 )
-from labsky.pipeline.recover import RecoveryError, RecoveryReport, RingInUseError
+from labsky.pipeline.holders import RingInUseError
+from labsky.pipeline.report import RecoveryError, RecoveryReport
 from labsky.pipeline.writer import RingWriter
 
 __all__ = [

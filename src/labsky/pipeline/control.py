@@ -28,10 +28,11 @@ from typing import Any
 
 from labsky.config import RingConfig, StorageConfig
 from labsky.errors import LabskyError
-from labsky.pipeline.recover import SINK_CURSOR, RecoveryReport, ring_writer_pid
+from labsky.pipeline.format import OPEN_RUNS, SINK_CURSOR
+from labsky.pipeline.holders import ring_writer_pid
+from labsky.pipeline.report import RecoveryReport
 from labsky.pipeline.ring import RingBuffer
 from labsky.pipeline.ring.layout import wake_path
-from labsky.pipeline.sink import OPEN_RUNS
 from labsky.pipeline.writer import RingWriter
 from labsky.processes import describe_process
 

@@ -270,6 +270,19 @@ ATTR_KEYS = "keys"
 DATA_GROUP = "data"
 TIMESTAMPS_GROUP = "timestamps"
 
+# -- the data directory ------------------------------------------------------
+
+#: The HDF5 sink is the first durable reader (cursor) of every ring.
+SINK_CURSOR = 0
+#: In the runs directory while a storage worker runs: its pid.
+WORKER_PID = "storage-worker.pid"
+#: In the runs directory: the runs a sink has not closed yet (uid -> file).
+OPEN_RUNS = "open-runs.json"
+#: In the runs directory: one file per run whose file is stored but whose
+#: catalog entry is not complete yet (made when it opens, removed once its
+#: stop is catalogued).
+CATALOG_PENDING = ".catalog-pending"
+
 #: Largest chunk of a run-file dataset, in rows and in bytes.
 MAX_CHUNK_ROWS = 65536
 MAX_CHUNK_BYTES = 1 << 20

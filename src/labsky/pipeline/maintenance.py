@@ -18,7 +18,9 @@ from typing import Any
 from labsky.config import Profile
 from labsky.pipeline.catalog import CatalogWriter, read_run_uid
 from labsky.pipeline.control import CatalogLag, ring_path
-from labsky.pipeline.recover import RecoveryReport, live_worker, recover
+from labsky.pipeline.holders import live_worker
+from labsky.pipeline.recover import recover
+from labsky.pipeline.report import RecoveryReport
 from labsky.pipeline.ring.layout import wake_path
 from labsky.pipeline.sink import read_open_runs
 from labsky.pipeline.worker import register_pending

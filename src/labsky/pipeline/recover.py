@@ -18,80 +18,26 @@ which stay open, and the error says so.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from event_model import compose_stop
 
-from labsky.errors import LabskyError
+from labsky.pipeline.format import OPEN_RUNS, SINK_CURSOR
+from labsky.pipeline.holders import RingInUseError, live_worker, ring_writer_pid
 from labsky.pipeline.probe import probe
+from labsky.pipeline.report import RecoveryError, RecoveryReport
 from labsky.pipeline.ring import RingError, RingReader
 from labsky.pipeline.ring.layout import HEADER, HEADER_SIZE
 from labsky.pipeline.ring.reader import Batch
 from labsky.pipeline.sink import (
-    OPEN_RUNS,
     CatalogFeed,
     HDF5Sink,
     OpenRunsError,
     read_open_runs,
 )
-from labsky.processes import pid_alive
 
 logger = logging.getLogger(__name__)
-
-SINK_CURSOR = 0  # the HDF5 sink is the first durable reader of every ring
-WORKER_PID = "storage-worker.pid"  # in the runs directory while a worker runs
-
-
-class RingInUseError(LabskyError, RuntimeError):
-    """Another live process is writing the ring or storing its data."""
-
-
-class RecoveryError(LabskyError, RuntimeError):
-    """Recovery refused to go on; nothing it could not read was changed or deleted."""
-
-
-@dataclass
-class RecoveryReport:
-    """What `recover` did.
-
-    Attributes:
-        batches: Ring batches replayed into run files.
-        runs: Files of the runs it closed.
-    """
-
-    batches: int = 0
-    runs: list[Path] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        if not self.runs and not self.batches:
-            return "nothing to recover"
-        files = "".join(f"\n  {p}" for p in self.runs)
-        closed = f"closed {len(self.runs)} runs"
-        return f"replayed {self.batches} ring batches; {closed}:{files}"
-
-
-def live_worker(runs_dir: Path) -> int | None:
-    """The pid of a storage worker still using `runs_dir`, if one runs."""
-    try:
-        pid = int((runs_dir / WORKER_PID).read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if pid != os.getpid() and pid_alive(pid) else None
-
-
-def ring_writer_pid(ring_path: Path) -> int | None:
-    """The pid of the live process writing a ring file, if any."""
-    try:
-        with ring_path.open("rb") as f:
-            header = f.read(HEADER.size)
-    except OSError:
-        return None
-    if len(header) < HEADER.size:
-        return None
-    pid = HEADER.unpack(header)[-1]
-    return pid if pid != os.getpid() and pid_alive(pid) else None
 
 
 @dataclass

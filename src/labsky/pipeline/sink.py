@@ -28,8 +28,10 @@ import pyarrow as pa
 
 from labsky.errors import LabskyError
 from labsky.pipeline.format import (
+    CATALOG_PENDING,
     DOCUMENT,
     EVENTS,
+    OPEN_RUNS,
     batch_kind,
     decode_document,
     events_header,
@@ -40,11 +42,6 @@ from labsky.pipeline.ring.reader import Batch
 from labsky.pipeline.run_file import RunFile
 
 logger = logging.getLogger(__name__)
-
-OPEN_RUNS = "open-runs.json"
-#: One empty file per run whose file is stored but whose catalog entry is not
-#: yet complete (made when the run opens, removed once its stop is catalogued).
-CATALOG_PENDING = ".catalog-pending"
 
 
 class DataLossError(LabskyError, RuntimeError):

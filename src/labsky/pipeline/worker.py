@@ -27,14 +27,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from labsky.pipeline.catalog import CatalogWriter
-from labsky.pipeline.recover import (
-    SINK_CURSOR,
-    WORKER_PID,
-    RecoveryError,
-    RingInUseError,
-    live_worker,
-    recover,
-)
+from labsky.pipeline.format import SINK_CURSOR, WORKER_PID
+from labsky.pipeline.holders import RingInUseError, live_worker
+from labsky.pipeline.recover import recover
+from labsky.pipeline.report import RecoveryError
 from labsky.pipeline.ring import RingReader
 from labsky.pipeline.sink import HDF5Sink, catalog_pending, read_open_runs
 from labsky.processes import wait_for_exit
