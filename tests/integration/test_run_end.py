@@ -196,3 +196,38 @@ def test_the_worker_of_a_killed_session_does_not_wait_for_its_dead_catalog(tmp_p
     assert wait_for_exit(worker, 20)
     pending = list((tmp_path / "data" / "runs" / ".catalog-pending").iterdir())
     assert len(pending) == 1
+
+
+def test_labsky_run_succeeds_beside_two_cpu_bound_processes(tmp_path):
+    """Stored is not catalogued: a loaded machine makes the catalog lag, not fail."""
+    profile = write_profile(tmp_path, tiled="embedded")
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)
+    ]
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "labsky",
+                "run",
+                str(profile),
+                "count",
+                "[pdet]",
+                "--arg",
+                "num=5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "success" in done.stdout
+    [path] = (tmp_path / "data" / "runs").rglob("*.h5")
+    with h5py.File(path, "r") as f:
+        assert json.loads(f.attrs["stop"])["exit_status"] == "success"
+        assert f["primary/seq_num"].shape == (5,)
