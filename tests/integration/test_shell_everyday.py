@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]  # one IPython start: ~1 min
 
 CELLS = [
     "print('<<1')",
@@ -65,7 +65,9 @@ def test_mov_wa_and_exit_as_a_user_sees_them(tmp_path):
         "UsageError: %mov: give each device a position (got 'stage.x'); "
         "%mov DEVICE POSITION [DEVICE POSITION ...], e.g. %mov stage.x 1.5"
     )
-    assert typo.startswith("UsageError: %mov: no device 'stag.x'; did you mean 'stage.x'")
+    assert typo.startswith(
+        "UsageError: %mov: no device 'stag.x'; did you mean 'stage.x'"
+    )
     assert "outside the tuning range 690-1040 nm" in refused
     # a good move says where the device went
     assert between(out, 3, 4) == "stage.x  0 -> 1.5"
