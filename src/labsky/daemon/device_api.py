@@ -277,6 +277,7 @@ class DeviceService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
+        self._dirty: asyncio.Event | None = None
         self._failure: BaseException | None = None
         self._token: int | None = None
         self._plan_running = False
@@ -349,6 +350,7 @@ class DeviceService:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self._dirty = asyncio.Event()
         context = zmq.asyncio.Context()
         router = context.socket(zmq.ROUTER)
         publisher = context.socket(zmq.PUB)
@@ -370,6 +372,7 @@ class DeviceService:
             tasks = [
                 asyncio.create_task(self._requests(router)),
                 asyncio.create_task(self._values()),
+                asyncio.create_task(self._publish()),
                 asyncio.create_task(self._frames()),
             ]
             await self._stopping.wait()
@@ -553,6 +556,7 @@ class DeviceService:
         return {}
 
     async def _values(self) -> None:
+        """Start a poll of every device (not already polling) ten times a second."""
         last_config = 0.0
         while True:
             await asyncio.sleep(READ_PERIOD)
@@ -565,6 +569,14 @@ class DeviceService:
                     if not info.polling:
                         info.polling = True
                         asyncio.create_task(self._poll(info, config))
+
+    async def _publish(self) -> None:
+        """Send changed values as soon as a poll brings them (events: each 0.1 s)."""
+        assert self._dirty is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), READ_PERIOD)
+            self._dirty.clear()
             with self._lock:
                 changed, self._changed = self._changed, {}
                 self.latest.update(changed)
@@ -585,6 +597,7 @@ class DeviceService:
         finally:
             info.polling = False
         error = None
+        changed = False
         with self._lock:
             for signal, reading in zip(signals, readings, strict=True):
                 if isinstance(reading, BaseException):
@@ -592,12 +605,15 @@ class DeviceService:
                         error or f"{signal.path}: {reading or type(reading).__name__}"
                     )
                     continue
+                value, stamp = reading["value"], reading["timestamp"]
                 old = self.latest.get(signal.key)
-                if old is None or old[1] != reading["timestamp"]:
-                    self._changed[signal.key] = (
-                        reading["value"],
-                        reading["timestamp"],
-                    )
+                if old is None or not _same(old[0], value):
+                    self._changed[signal.key] = (value, stamp)
+                    changed = True
+                else:  # the same value: newer, not sent again
+                    self.latest[signal.key] = (value, stamp)
+        if changed and self._dirty is not None:
+            self._dirty.set()
         if error is None:
             self.errors.pop(info.name, None)
         elif self.errors.get(info.name) != error:
@@ -771,6 +787,16 @@ class DeviceService:
         await self._publisher.send_multipart(
             [b"frame", json.dumps(header).encode(), small.tobytes()], copy=False
         )
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Whether two readings' values are equal (arrays element by element)."""
+    if isinstance(old, np.ndarray) or isinstance(new, np.ndarray):
+        return bool(np.array_equal(old, new))
+    try:
+        return bool(old == new)
+    except Exception:  # noqa: BLE001 - incomparable values differ
+        return False
 
 
 def _is_detector(device: Any) -> bool:

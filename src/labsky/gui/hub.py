@@ -292,6 +292,10 @@ class Cockpit:
         self.devices = {
             k: described[k] for k in ("devices", "failed", "groups") if k in described
         }
+        self.plans.limit_options(
+            {d["name"] for d in self.devices["devices"]}
+            | {m["name"] for d in self.devices["devices"] for m in d["movables"]}
+        )
         self.focus = described.get("focus", [])
         read = await self.device_api.request("read")
         self.values.update(read["values"])

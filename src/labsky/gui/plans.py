@@ -50,7 +50,8 @@ def _default_text(default: Any) -> str:
     if default is inspect.Parameter.empty or default is None:
         return ""
     value = getattr(default, "value", default)  # an enum's value
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
 class PlanForms:
@@ -65,6 +66,7 @@ class PlanForms:
         self.plans = dict(plans)
         self.device_names = set(device_names)
         self.allowed: dict[str, dict[str, list[str]]] = {}  # plan -> param -> devices
+        self.offered: set[str] | None = None  # what device fields offer, if limited
         self._forms: list[dict[str, Any]] | None = None
 
     def set_allowed(self, plans_allowed: Mapping[str, Any]) -> None:
@@ -78,6 +80,15 @@ class PlanForms:
                     allowed.setdefault(name, {})[param["name"]] = names
         self.allowed = allowed
         self.plans = {n: p for n, p in self.plans.items() if n in plans_allowed}
+        self._forms = None
+
+    def limit_options(self, names: set[str]) -> None:
+        """Offer only these devices in device fields (devices and their movables).
+
+        The queue server lists every signal that fits a protocol (a signal is
+        Readable); a form offers the devices and the parts that move.
+        """
+        self.offered = set(names)
         self._forms = None
 
     def forms(self) -> list[dict[str, Any]]:
@@ -101,6 +112,8 @@ class PlanForms:
                 inspect.Parameter.KEYWORD_ONLY: "keyword",
             }.get(param.kind, "positional")
             options = self.allowed.get(name, {}).get(param.name, [])
+            if self.offered is not None:
+                options = [n for n in options if n in self.offered]
             fields.append(
                 {
                     "name": param.name,

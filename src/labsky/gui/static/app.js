@@ -495,13 +495,13 @@ function scanRows(rows) {
   if (!scan) return;
   for (const row of rows) if (primary(row.descriptor)) scan.rows.push(row);
   if (!redraw) {
-    redraw = true;
-    requestAnimationFrame(() => {
+    redraw = true; // at most five redraws a second: the scan's CPU comes first
+    setTimeout(() => requestAnimationFrame(() => {
       redraw = false;
       for (const plot of plots) plot.update();
       drawRaster();
       $("#scan-points").textContent = `${scan.rows.length} points`;
-    });
+    }), 200);
   }
 }
 
@@ -662,7 +662,9 @@ function drawHistogram(frame) {
 
 function drawProfiles(frame) {
   const [h, w] = frame.shape;
-  const [cx, cy] = camera.cross || [Math.floor(w / 2), Math.floor(h / 2)];
+  const step = frame.step || 1;
+  const spot = frame.centroid ? [Math.round(frame.centroid[0] / step), Math.round(frame.centroid[1] / step)] : null;
+  const [cx, cy] = (camera.cross || spot || [w / 2, h / 2]).map((v, i) => Math.min(Math.max(0, Math.floor(v)), [w, h][i] - 1));
   const row = Array.from({ length: w }, (_, x) => frame.pixels[cy * w + x]);
   const column = Array.from({ length: h }, (_, y) => frame.pixels[y * w + cx]);
   line($("#profile-x"), row); line($("#profile-y"), column);
@@ -796,7 +798,8 @@ async function openRun(uid) {
     if (table[x]) {
       runPlot = new uPlot({ width: Math.max(360, detail.clientWidth - 30), height: 260, scales: { x: { time: false } },
         series: [{ label: x }, ...ys.map((k, i) => ({ label: k, stroke: ["#1f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#0a7b83"][i % 6], points: { size: 4 } }))],
-        axes: [{ label: x }, {}] }, [table[x], ...ys.map((k) => table[k])], area);
+        axes: [{ label: x === "time" ? "time (s from the first point)" : x }, {}] },
+        [x === "time" ? table.time.map((t) => t - table.time[0]) : table[x], ...ys.map((k) => table[k])], area);
     }
     const images = Object.entries(keys).filter(([, spec]) => spec.shape.length >= 2).map(([k]) => k);
     frames.replaceChildren();
