@@ -243,3 +243,17 @@ def test_serve_takes_a_profile_and_refuses_its_empty_data_dir(quick_profile, tmp
     assert f"{tmp_path / 'data'} holds no labsky runs" in result.stderr
     assert "--create" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_plan_that_is_not_offered_says_why(quick_profile):
+    plans = quick_profile / "plans.py"
+    plans.write_text(
+        plans.read_text().replace(", md: dict[str, Any] | None = None", "")
+    )
+    result = labsky("run", str(quick_profile), "breaks", "[pdet]")
+    assert result.returncode == 2
+    assert last_line(result) == (
+        f"plan 'breaks' is not offered: {plans}:13: breaks: add "
+        "`md: dict[str, Any] | None = None` and pass it to the run so callers can "
+        "record metadata"
+    )
