@@ -532,7 +532,7 @@ class DeviceService:
     async def _op_read(self, request: dict[str, Any]) -> dict[str, Any]:
         keys = request.get("keys")
         with self._lock:
-            latest = dict(self.latest)
+            latest = {**self.latest, **self._changed}  # the freshest, sent or not
         return {
             "values": {
                 k: [_jsonable(v), t]
