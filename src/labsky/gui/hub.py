@@ -23,10 +23,12 @@ import json
 import logging
 import math
 import pickle
+import shutil
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,10 @@ ROWS_PERIOD = 0.1
 MAX_ROWS = 200_000
 #: Lease of device values and frames, renewed while a browser is connected.
 LEASE = 5.0
+#: Seconds between disk checks, and the free space below which it is an alarm.
+HEALTH_PERIOD = 10.0
+LOW_DISK_BYTES = 5 * 1024**3
+LOW_DISK_FRACTION = 0.05
 
 
 @dataclass(eq=False)
@@ -123,11 +129,16 @@ class Cockpit:
     Args:
         addresses: Where the daemon listens (`daemon.json`).
         plans: The plan forms (`labsky.gui.plans.PlanForms`).
+        data_dir: The daemon's data directory (its free space is watched).
     """
 
-    def __init__(self, addresses: DaemonAddresses, plans: Any):
+    def __init__(
+        self, addresses: DaemonAddresses, plans: Any, data_dir: Path | None = None
+    ):
         self.addresses = addresses
         self.plans = plans
+        self.data_dir = data_dir
+        self.health: dict[str, Any] = {}
         self.browsers: set[Browser] = set()
         self.status: dict[str, Any] = {}
         self.queue: dict[str, Any] = {"items": [], "running_item": {}}
@@ -175,6 +186,7 @@ class Cockpit:
             asyncio.create_task(self._status_loop()),
             asyncio.create_task(self._rows_loop()),
             asyncio.create_task(self._lease_loop()),
+            asyncio.create_task(self._health_loop()),
         ]
         if self.device_api is not None:
             self._tasks.append(asyncio.create_task(self._device_updates()))
@@ -209,6 +221,7 @@ class Cockpit:
             "plans": self.plans.forms(),
             "scan": self.scan.summary() if self.scan else None,
             "log": list(self.log),
+            "health": self.health,
         }
 
     def broadcast(self, message: dict[str, Any]) -> None:
@@ -283,6 +296,39 @@ class Cockpit:
             self.broadcast({"type": "status", "status": status})
             if old and status.get("manager_state") != old.get("manager_state"):
                 self.note("info", f"queue: {status.get('manager_state')}", "queue")
+
+    async def _health_loop(self) -> None:
+        while True:
+            self.check_health()
+            await asyncio.sleep(HEALTH_PERIOD)
+
+    def check_health(self) -> None:
+        """Check the data directory's free space; an alarm when it runs low."""
+        if self.data_dir is None:
+            return
+        try:
+            usage = shutil.disk_usage(self.data_dir)
+        except OSError as exc:
+            health = {"disk_error": f"{self.data_dir}: {exc}"}
+        else:
+            low = usage.free < min(LOW_DISK_BYTES, LOW_DISK_FRACTION * usage.total)
+            health = {
+                "disk_free": usage.free,
+                "disk_total": usage.total,
+                "disk_low": low,
+                "data_dir": str(self.data_dir),
+            }
+            if low and not self.health.get("disk_low"):
+                self.note(
+                    "error",
+                    f"{usage.free / 1024**3:.1f} GiB free in {self.data_dir}: "
+                    "runs stop being stored when the disk is full; free space or "
+                    "move the data directory",
+                    "disk",
+                )
+        if health != self.health:
+            self.health = health
+            self.broadcast({"type": "health", "health": health})
 
     # -- the device API ---------------------------------------------------------
 

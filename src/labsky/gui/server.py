@@ -98,7 +98,7 @@ class CockpitServer:
         names = {
             n for n, d in load_declarations(profile.device_files).items() if not d.skip
         }
-        self.cockpit = Cockpit(addresses, PlanForms(plans, names))
+        self.cockpit = Cockpit(addresses, PlanForms(plans, names), profile.data_path)
         self.browser = RunBrowser(addresses, profile.data_path / "runs")
         self.app = create_app(
             self.cockpit, self.browser, api_key=api_key, loopback=_is_loopback(host)

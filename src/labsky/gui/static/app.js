@@ -7,7 +7,7 @@ import uPlot from "./vendor/uPlot.esm.js";
 const state = {
   profile: "", status: {}, queue: { items: [], running_item: {} }, history: [],
   devices: { devices: [], failed: [], groups: {} }, values: {}, errors: {}, focus: [],
-  plans: [], scan: null, log: [],
+  plans: [], scan: null, log: [], health: {},
 };
 const cockpit = { state, frames: 0, cameraFps: 0, lastFrame: null, valueUpdates: 0 };
 window.cockpit = cockpit;
@@ -119,6 +119,7 @@ function handle(message) {
     case "rows": scanRows(message.rows); break;
     case "scan_stop": scanStop(message.stop); break;
     case "log": state.log.push(message.entry); appendLog(message.entry, true); break;
+    case "health": state.health = message.health; renderAlarms(); break;
   }
 }
 
@@ -837,6 +838,9 @@ function renderAlarms() {
   for (const [name, error] of Object.entries(state.errors)) alarms.push(`${name}: ${error}`);
   if (state.status.reachable === false) alarms.push("the RE Manager does not answer");
   if (state.status.worker_environment_exists === false) alarms.push("the worker environment is closed: no session");
+  const health = state.health || {};
+  if (health.disk_low) alarms.push(`disk: ${(health.disk_free / 2 ** 30).toFixed(1)} GiB free of ${(health.disk_total / 2 ** 30).toFixed(0)} GiB in ${health.data_dir}`);
+  if (health.disk_error) alarms.push(`disk: ${health.disk_error}`);
   $("#alarms").replaceChildren(...(alarms.length ? alarms.map((a) => el("li", { class: "bad", text: a, "data-testid": "alarm" })) : [el("li", { text: "none" })]));
   $("#alarm-count").textContent = alarms.length || "";
 }
