@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from tiled.queries import Key
 
+from labsky.demo.fit import fit_beam
+from labsky.demo.job import SCAN, WORLD
 from labsky.pipeline.server import LocalTiled, runs_container
 from tests.conftest import REPO
 
@@ -153,8 +155,24 @@ def test_demo_end_to_end(tmp_path):
         assert scan.start["sample"] == "demo-grating"
         assert scan.stop["exit_status"] == "success"
         table = scan["primary"].read()
-        np.testing.assert_allclose(table["stage-x"].values, np.linspace(-5, 5, 41))
+        x, power = table["stage-x"].values, table["meter-power"].values
+        np.testing.assert_allclose(x, np.linspace(*SCAN))
         assert "baseline" in scan  # the stage is in the baseline group
+        # a real peak inside the scan, where the simulated beam is
+        beam = WORLD["beam"]
+        assert x[0] < x[power.argmax()] < x[-1]
+        assert abs(x[power.argmax()] - beam["x"]) < beam["radius"]
+        assert power.max() > 100 * power[0]
+        fit = fit_beam(x, power)
+        assert abs(fit.centre - beam["x"]) < beam["radius"] / 10
+        assert fit.radius == pytest.approx(beam["radius"], rel=0.1)
+        assert (
+            f"the beam is at x = {fit.centre:.3f} +/- {fit.centre_error:.3f} mm, "
+            f"1/e^2 radius {fit.radius:.3f} mm" in result.stdout
+        )
+        # the plot's curve is the fit of these points (within the noise)
+        residual = np.abs(fit(x) - power).max()
+        assert residual < 0.1 * fit.peak
 
         (count,) = runs.search(Key("start.plan_name") == "count").values()
         frames = count["primary"]["cam"]
