@@ -155,7 +155,7 @@ class LabClient:
             while not (uid in runs and runs[uid].metadata.get("stop")):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"run {uid} is not in the catalog")
-                time.sleep(0.1)  # noqa: TID251 - a client process, no RunEngine
+                time.sleep(0.1)  # noqa: TID251 - polls: the catalog sends no notice
 
     def history(self) -> list[dict[str, Any]]:
         """Plans run so far, oldest first."""

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from labsky.errors import LabskyError
-from labsky.processes import die_with_parent, free_port, stop
+from labsky.processes import free_port, stop
+from labsky.tethered import tethered
 
 INSTALL_HINT = (
     "redis-server is not installed; the queue server keeps its queue and history "
@@ -46,7 +47,7 @@ class RedisServer:
         self.address = f"127.0.0.1:{self.port}"
         log = (directory / "redis.log").open("ab")
         self._process = subprocess.Popen(
-            [
+            tethered([  # it gets SIGTERM if we die
                 executable,
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
@@ -54,11 +55,10 @@ class RedisServer:
                 "--appendonly", "yes",
                 "--save", "",
                 "--protected-mode", "yes",
-            ],
+            ]),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
             start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )  # fmt: skip
         log.close()
@@ -80,7 +80,7 @@ class RedisServer:
                     client.close()
                     return
             except redis.ConnectionError:
-                time.sleep(0.05)  # noqa: TID251 - the daemon's own thread
+                time.sleep(0.05)  # noqa: TID251 - polls: no sign it listens but an answer
         self.close()
         raise TimeoutError(f"redis-server on {self.address} did not answer")
 
