@@ -108,7 +108,7 @@ def camera_run(
         name="cam",
     )
     call_in_bluesky_event_loop(_set(detector, "readout_port", port))
-    camera._noise_bank()  # noqa: SLF001 - built before the clock starts
+    camera._noise_bank()  # built before the clock starts
     start = time.perf_counter()
     result = run_engine(fly_frames(detector, frames, 1e-4))
     elapsed = time.perf_counter() - start

@@ -8,7 +8,6 @@ until it holds, and fails naming it when it does not come.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -25,11 +24,10 @@ def wait_until(
         TimeoutError: Naming `what`, when it did not hold within `timeout`.
     """
     deadline = time.monotonic() + timeout
-    pause = threading.Event()
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout:g} s")
-        pause.wait(every)
+        time.sleep(every)  # noqa: TID251 - the named poll, for conditions without a bell

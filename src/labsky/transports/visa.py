@@ -62,7 +62,7 @@ class VisaLink:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"visa-{self.label}")
         try:
             self._resource = await self._call(self._open_blocking)
-        except Exception as exc:  # noqa: BLE001 - pyvisa raises many kinds
+        except Exception as exc:  # pyvisa raises many kinds
             await self.close()
             raise LinkClosedError(
                 f"{self.label}: cannot open {self.address} with pyvisa "

@@ -257,7 +257,7 @@ class FrameWriter:
                     last_flush = time.monotonic()
                 if stopping and end == first and self.flushed == self.written:
                     break
-        except BaseException as exc:  # noqa: BLE001 - reported by the detector
+        except BaseException as exc:  # reported by the detector
             self.error = exc
             logger.exception("frame writer for %s stopped", self.path)
 
