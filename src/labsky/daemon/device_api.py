@@ -53,6 +53,8 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
+from labsky.errors import LabskyError
+
 logger = logging.getLogger(__name__)
 
 #: Poll periods while no plan runs, s.
@@ -65,7 +67,7 @@ FRAME_SIDE = 512
 FOCUS_RATE = 20.0
 
 
-class DeviceApiError(RuntimeError):
+class DeviceApiError(LabskyError, RuntimeError):
     """A request was refused; the message says why and what to do."""
 
 

@@ -17,8 +17,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from labsky.errors import LabskyError
 
-class DeviceRequestError(RuntimeError):
+
+class DeviceRequestError(LabskyError, RuntimeError):
     """The device API refused a request; the message is its reason."""
 
 
