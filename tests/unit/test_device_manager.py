@@ -1,11 +1,19 @@
+"""Building and connecting declared devices: failures by name, others unharmed.
+
+`build_and_connect` runs on a test RunEngine's loop; no session, no storage
+worker, no simulator.
+"""
+
 import asyncio
 
+import bluesky.plans as bp
 import pytest
+from bluesky.run_engine import call_in_bluesky_event_loop
 from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from labsky import config
+from labsky.device_manager import build_and_connect, disconnect_all
 from labsky.devices import DeviceKind, registry
-from labsky.session import start
 
 
 class Unreachable(StandardReadable):
@@ -48,49 +56,58 @@ def extra_kinds(monkeypatch):
     config._devices_file_model.cache_clear()
 
 
-def profile_with(tmp_path, devices_yaml):
-    (tmp_path / "devices.yaml").write_text(devices_yaml)
-    (tmp_path / "profile.yaml").write_text(
-        "devices: [devices.yaml]\nconnect_timeout: 0.3\n"
-    )
-    return tmp_path
+@pytest.fixture
+def build(tmp_path, run_engine):
+    """Build a devices file on the RunEngine's loop; links closed at teardown."""
+    built = []
+
+    def make(devices_yaml, mock=False):
+        path = tmp_path / "devices.yaml"
+        path.write_text(devices_yaml)
+        result = call_in_bluesky_event_loop(
+            build_and_connect(
+                config.load_devices(path), fixtures={}, mock=mock, timeout=0.3
+            )
+        )
+        built.append(result)
+        return result
+
+    yield make
+    for result in built:
+        call_in_bluesky_event_loop(disconnect_all(result.devices), timeout=10)
 
 
-def test_failures_are_reported_by_name_without_hiding_others(tmp_path, extra_kinds):
-    profile = profile_with(
-        tmp_path,
+def test_failures_are_reported_by_name_without_hiding_others(
+    tmp_path, extra_kinds, build, run_engine, collect_documents
+):
+    built = build(
         """\
 devices:
   world: {kind: sim_pattern}
   link: {kind: unreachable}
   port: {kind: exploding}
   pdet: {kind: sim_point_detector, requires: {pattern_generator: world}}
-""",
+"""
     )
-    session = start(profile, tiled=False, progress=False, data_dir=tmp_path / "d")
-    try:
-        assert set(session.devices) == {"world", "pdet"}
-        errors = {name: str(e) for name, e in session.device_errors.items()}
-        assert set(errors) == {"link", "port"}
-        assert errors["link"].startswith(
-            f"link (unreachable, declared at {profile / 'devices.yaml'}:3) failed to connect"
-        )
-        assert "no reply from 127.0.0.1:1" in errors["link"]
-        assert (
-            "could not be built: OSError: could not open /dev/ttyUSB9" in errors["port"]
-        )
-        summary = session.summary()
-        assert "FAILED  link" in summary and "FAILED  port" in summary
-        # the working device works
-        result = session.run("count", ["pdet"], num=2)
-        assert result.exit_status == "success"
-    finally:
-        session.close()
+    assert set(built.devices) == {"world", "pdet"}
+    errors = {name: str(e) for name, e in built.errors.items()}
+    declared = tmp_path / "devices.yaml"
+    assert errors == {
+        "link": f"link (unreachable, declared at {declared}:3) failed to connect "
+        "(timeout 0.3 s): TimeoutError: no reply from 127.0.0.1:1 within 0.3 s",
+        "port": f"port (exploding, declared at {declared}:4) could not be built: "
+        "OSError: could not open /dev/ttyUSB9: no such device",
+    }
+    assert set(built.unconnected) == {"link"}  # kept, for a reconnect
+    # the working device works: two readings of its three channels
+    pdet = built.devices["pdet"]
+    result = run_engine(bp.count([pdet], num=2), collect_documents)
+    assert result.exit_status == "success"
+    events = collect_documents.of("event")
+    assert len(events) == 2 and "pdet-channel-1-value" in events[0]["data"]
 
 
-def test_dependents_of_a_failed_device_are_not_built(
-    tmp_path, extra_kinds, monkeypatch
-):
+def test_dependents_of_a_failed_device_are_not_built(extra_kinds, monkeypatch, build):
     registry_all = registry._all_kinds()
 
     def broken(params):
@@ -104,38 +121,31 @@ def test_dependents_of_a_failed_device_are_not_built(
             for k in registry_all
         ],
     )
-    profile = profile_with(
-        tmp_path,
+    built = build(
         """\
 devices:
   world: {kind: sim_pattern}
   stage: {kind: sim_stage, requires: {pattern_generator: world}}
   rotator: {kind: sim_motor}
-""",
+"""
     )
-    session = start(profile, tiled=False, progress=False, data_dir=tmp_path / "d")
-    try:
-        assert list(session.devices) == ["rotator"]
-        assert "was not built because world failed" in str(
-            session.device_errors["stage"]
-        )
-    finally:
-        session.close()
+    assert list(built.devices) == ["rotator"]
+    assert str(built.errors["world"]).endswith(
+        "could not be built: RuntimeError: world is broken"
+    )
+    assert str(built.errors["stage"]).endswith("was not built because world failed")
 
 
-def test_mock_per_device_overrides_profile(tmp_path, extra_kinds):
-    profile = profile_with(
-        tmp_path,
+def test_mock_per_device_overrides_profile(extra_kinds, build):
+    built = build(
         """\
 devices:
   link: {kind: unreachable, mock: true}
-  rotator: {kind: sim_motor}
+  rotator: {kind: sim_motor, mock: false}
+  spare: {kind: sim_motor}
 """,
+        mock=True,
     )
-    session = start(profile, tiled=False, progress=False, data_dir=tmp_path / "d")
-    try:
-        assert set(session.devices) == {"link", "rotator"}
-        assert "link (mock)" in session.summary()
-        assert "rotator (mock)" not in session.summary()
-    finally:
-        session.close()
+    assert set(built.devices) == {"link", "rotator", "spare"}
+    assert built.errors == {}  # the unreachable link was never dialled
+    assert built.mocked == {"link", "spare"}
