@@ -194,9 +194,10 @@ def test_software_trigger_takes_a_frame_per_call(tmp_path):
     ring = FrameRing(8, camera.frame_shape(), camera.dtype())
     finished = threading.Event()
     camera.arm(3, ring, lambda error: finished.set())
-    for _ in range(3):
-        time.sleep(0.05)
+    for taken in range(1, 4):
         camera.software_trigger()
+        with ring._cond:  # each frame lands before the next trigger
+            assert ring._cond.wait_for(lambda taken=taken: ring.produced == taken, 5)
     assert finished.wait(5) and ring.produced == 3
     assert ring.frames.dtype == np.uint8 and ring.frames.shape[1:] == (3200, 3200)
 

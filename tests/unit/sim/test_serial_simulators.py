@@ -14,6 +14,16 @@ def port(host, name, **settings):
     return serial.Serial(host.endpoints[name], timeout=1.0, **settings)
 
 
+def ask_until(s, query, reply, timeout=10.0):
+    """Ask again and again, as a host polls an instrument, until it says `reply`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s.write(query)
+        if s.readline() == reply:
+            return
+    raise AssertionError(f"{query!r} never answered {reply!r}")
+
+
 # -- ELL14 ------------------------------------------------------------------
 
 
@@ -91,8 +101,7 @@ def test_esp300_moves_and_reports_motion_done_as_the_manual_says(simulated_lab):
         assert s.readline().startswith(b"113, ")  # axis 1: motor not enabled
         s.write(b"1MO;1VA10;1PA5;1MD?\r\n")
         assert s.readline() == b"0\r\n"  # moving: 0
-        time.sleep(0.8)
-        s.write(b"1MD?;1TP?\r\n")
+        s.write(b"1WS;1MD?;1TP?\r\n")  # WS: the next command waits for the stop
         assert s.readline() == b"1\r\n"  # done: 1
         assert float(s.readline()) == pytest.approx(5.0)
         s.write(b"1PA30\r\nTB?\r\n")  # beyond the +/-25 mm software limit
@@ -140,35 +149,31 @@ def test_1830c_corrects_for_the_wavelength_it_is_set_to(simulated_lab):
 def test_maitai_understands_short_and_long_scpi_and_tunes_over_time(simulated_lab):
     host = simulated_lab(
         {"laser": {"kind": "maitai"}},
-        world={"laser": {"warmup": 0.2, "tune_rate": 100}},
+        world={"laser": {"warmup": 0.2, "tune_rate": 400}},
     )
     with port(host, "laser", baudrate=115200) as s:
         s.write(b"*IDN?\n")
         assert b"MaiTai" in s.readline()
         s.write(b"on\n*STB?\n")
         assert int(s.readline()) & 1 == 0  # not warmed up: ON is ignored
-        time.sleep(0.3)
-        s.write(b"READ:PCTWARMEDUP?\non\n*stb?\n")
-        assert s.readline() == b"100.00%\n"
+        ask_until(s, b"READ:PCTWARMEDUP?\n", b"100.00%\n")  # after 0.2 s
+        s.write(b"on\n*stb?\n")
         assert int(s.readline()) & 9 == 9  # emission and warmed up
         s.write(b"WAVELENGTH 900\nwav?\nread:wav?\n")
         assert s.readline() == b"900nm\n"  # the target at once
         assert s.readline() != b"900nm\n"  # the laser is still tuning
-        time.sleep(1.1)
-        s.write(b"READ:WAVelength?\nread:pow?\n")
-        assert s.readline() == b"900nm\n"
+        ask_until(s, b"READ:WAVelength?\n", b"900nm\n")  # tuned, at 400 nm/s
+        s.write(b"read:pow?\n")
         assert s.readline().endswith(b"W\n")
 
 
 def test_faults_silence_and_garble(simulated_lab):
     host = simulated_lab({"meter": {"kind": "newport1830c"}})
     with port(host, "meter", baudrate=9600) as s:
-        host.set_fault("meter", "silent")
-        time.sleep(0.05)
+        host.set_fault("meter", "silent")  # returns once the meter acted on it
         s.write(b"W?\n")
         assert s.readline() == b""
         host.set_fault("meter", "garbage")
-        time.sleep(0.05)
         s.write(b"W?\n")
         garbage = s.read(3)
         assert garbage and all(b >= 128 for b in garbage)
