@@ -62,10 +62,10 @@ from labsky.pipeline.format import (
     event_page,
     events_header,
     events_metadata,
-    events_schema,
     key_shape,
     stored_keys,
     stream_groups,
+    timestamp_keys,
     timestamps_column,
 )
 from labsky.pipeline.sink import clear_catalog_pending
@@ -199,7 +199,6 @@ class _RunRoute:
 class _Stream:
     descriptor: dict[str, Any]
     table_keys: list[str]
-    stamp_keys: list[str]
     file_keys: dict[str, str]  # key -> StreamResource uid
     registered: int = 0  # rows of the file-backed keys already in Tiled
     batches: list[pa.RecordBatch] = field(default_factory=list)  # not yet rows
@@ -278,8 +277,7 @@ class CatalogWriter:
         self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = (
             queue.SimpleQueue()
         )
-        self._lock = threading.Condition()
-        self._queued = 0
+        self._lock = threading.Lock()
         self._done = 0
         self._behind: set[str] = set()
         self.errors: list[str] = []
@@ -293,8 +291,6 @@ class CatalogWriter:
     # -- the sink's side (any thread) -----------------------------------
 
     def _put(self, op: str, *args: Any) -> None:
-        with self._lock:
-            self._queued += 1
         self._queue.put((op, args))
 
     def document(self, name: str, doc: dict[str, Any], path: Path) -> None:
@@ -391,9 +387,10 @@ class CatalogWriter:
                 self._step(op, args)
                 with self._lock:
                     self._done += 1
-                    self._lock.notify_all()
-            if self._queue.empty():  # caught up: rows need wait no longer
-                self._flush(force=False)
+            # Rows that waited flush_seconds are written, also while a backlog
+            # is worked off: a queued short run reaches its stop (which writes
+            # its rows in one append per stream) well before its rows wait so long.
+            self._flush(force=False)
             self._retry_due()
 
     def _next_wake(self) -> float | None:
@@ -487,7 +484,7 @@ class CatalogWriter:
             return
         files = file_backed_keys(doc)
         table = [k for k in stored_keys(doc) if k not in files]
-        stream = _Stream(doc, table, stored_keys(doc), {})
+        stream = _Stream(doc, table, {})
         for key in files:
             resource = file_resource(run.uid, run.path, doc, key)
             run.route("stream_resource", resource)
@@ -523,14 +520,11 @@ class CatalogWriter:
         if len(batches) > 1:
             batch = pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
         descriptor = run.descriptors[events_header(batch).descriptor]
-        order = batch_keys(batch)  # the events' own order, as stock tables have it
+        # The events' own key order, as stock tables have it; file-backed keys
+        # keep their timestamps (the `ts_<key>` columns) but not their values.
         table = set(stream.table_keys)
-        keys = [k for k in order if k in table]
-        page = event_page(batch, descriptor, keys, stored_keys(descriptor))
-        stamps = page["timestamps"]
-        page["timestamps"] = {
-            k: stamps[k] for k in order + list(stream.file_keys) if k in stamps
-        }
+        keys = [k for k in batch_keys(batch) if k in table]
+        page = event_page(batch, descriptor, keys, timestamp_keys(batch))
         run.route("event_page", page)
 
     def _stored(self, uid: str, stream_name: str, length: int) -> None:
@@ -721,45 +715,36 @@ def _rows_batch(
 ) -> pa.RecordBatch:
     """Rows `begin:end` of a stream group as a ring `events` batch.
 
-    File-backed keys keep only their timestamps (their values stay in the file).
+    Columns come in the events' key order (the group's `keys`), as in the
+    ring; file-backed keys keep only their timestamps (their values stay in
+    the file).
     """
     files = set(file_backed_keys(descriptor))
-    order = json.loads(str(group.attrs.get(ATTR_KEYS, "null"))) or stored_keys(
-        descriptor
+    order = json.loads(str(group.attrs.get(ATTR_KEYS, "null")))
+    fields = [pa.field(SEQ_NUM, pa.int64()), pa.field(TIME, pa.float64())]
+    arrays = [pa.array(group[SEQ_NUM][begin:end]), pa.array(group[TIME][begin:end])]
+    for key in order or stored_keys(descriptor):
+        if key not in files:
+            values = _values(group[DATA_GROUP][key], begin, end, descriptor, key)
+            shape = json.dumps(list(key_shape(descriptor["data_keys"][key])))
+            fields.append(pa.field(data_column(key), values.type, {"shape": shape}))
+            arrays.append(values)
+        fields.append(pa.field(timestamps_column(key), pa.float64()))
+        arrays.append(pa.array(group[TIMESTAMPS_GROUP][key][begin:end]))
+    schema = pa.schema(fields, metadata=events_metadata(descriptor, run))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _values(
+    dataset: Any, begin: int, end: int, descriptor: Mapping[str, Any], key: str
+) -> pa.Array:
+    """A run-file dataset's rows as the ring column of that key."""
+    if dataset.dtype.kind == "O":
+        return pa.array(dataset.asstr()[begin:end].tolist(), pa.string())
+    block = dataset[begin:end]
+    shape = key_shape(descriptor["data_keys"][key])
+    if not shape:
+        return pa.array(block)
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(block.reshape(-1)), math.prod(shape)
     )
-    keys = [k for k in order if k not in files]
-    shapes = {k: key_shape(descriptor["data_keys"][k]) for k in keys}
-    columns: dict[str, pa.Array] = {
-        SEQ_NUM: pa.array(group[SEQ_NUM][begin:end]),
-        TIME: pa.array(group[TIME][begin:end]),
-    }
-    types = []
-    for key in keys:
-        dataset = group[DATA_GROUP][key]
-        if dataset.dtype.kind == "O":
-            values = pa.array(dataset.asstr()[begin:end].tolist(), pa.string())
-        else:
-            block = dataset[begin:end]
-            if shapes[key]:
-                values = pa.FixedSizeListArray.from_arrays(
-                    pa.array(block.reshape(-1)), math.prod(shapes[key])
-                )
-            else:
-                values = pa.array(block)
-        columns[data_column(key)] = values
-        types.append(values.type)
-    schema = events_schema(keys, types, shapes, events_metadata(descriptor, run))
-    arrays = [columns[SEQ_NUM], columns[TIME]]
-    for key in keys:
-        arrays += [
-            columns[data_column(key)],
-            pa.array(group[TIMESTAMPS_GROUP][key][begin:end]),
-        ]
-    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    if files:  # timestamps of file-backed keys, for the `ts_<key>` columns
-        for key in [k for k in order if k in files]:
-            batch = batch.append_column(
-                timestamps_column(key),
-                pa.array(group[TIMESTAMPS_GROUP][key][begin:end]),
-            )
-    return batch

@@ -187,6 +187,15 @@ def batch_keys(batch: pa.RecordBatch) -> list[str]:
     ]
 
 
+def timestamp_keys(batch: pa.RecordBatch) -> list[str]:
+    """The data keys whose timestamps an `events` batch carries, in column order."""
+    return [
+        name[len(TIMESTAMPS_PREFIX) :]
+        for name in batch.schema.names
+        if name.startswith(TIMESTAMPS_PREFIX)
+    ]
+
+
 def column_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A column's values as one numpy array, rows first (strings as objects)."""
     if isinstance(column, pa.ChunkedArray):

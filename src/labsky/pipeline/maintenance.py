@@ -79,7 +79,7 @@ def recover_profile(
     if tiled and profile.tiled.uri is not None:
         with profile_catalog(profile) as catalog:
             report = recover(path, runs_dir, catalog, without_ring=without_ring)
-            register_pending(catalog, runs_dir)
+            register_pending(catalog, runs_dir, report.runs)
             status = catalog.sync(profile.tiled.stall_seconds)
             lag = CatalogLag(status.runs_behind, status.errors)
     else:

@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,12 +59,21 @@ def catalog_writer(
     )
 
 
-def register_pending(catalog: CatalogWriter, runs_dir: Path) -> int:
-    """Register again the closed runs whose catalog entry was left incomplete."""
+def register_pending(
+    catalog: CatalogWriter, runs_dir: Path, skip: Iterable[Path] = ()
+) -> int:
+    """Register again the closed runs whose catalog entry was left incomplete.
+
+    Args:
+        catalog: The catalog writer.
+        runs_dir: The run files' directory.
+        skip: Run files being registered already (just recovered).
+    """
     still_open = set(read_open_runs(runs_dir))
+    skipped = {Path(p).resolve() for p in skip}
     count = 0
     for uid, path in catalog_pending(runs_dir).items():
-        if uid not in still_open and path.exists():
+        if uid not in still_open and path.exists() and path.resolve() not in skipped:
             catalog.register_file(path, uid)
             count += 1
     return count
@@ -108,7 +118,11 @@ class Worker:
             self.reply({"op": "recovered", "error": str(exc)})
             return False
         if self.catalog is not None:
-            register_pending(self.catalog, self.runs_dir)
+            again = register_pending(self.catalog, self.runs_dir, report.runs)
+            if report.runs or again:  # recovered runs are in the catalog first
+                status = self.catalog.sync(self.stall_seconds)
+                for error in status.errors:
+                    logger.error("%s", error)
         self.reply(
             {
                 "op": "recovered",
