@@ -155,7 +155,6 @@ class Cockpit:
         self.api: Any = None
         self._rows: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._zmq = zmq.asyncio.Context()
         self._descriptor_streams: dict[str, str] = {}
         self._frames_seen: dict[str, tuple[int, float]] = {}
         self.frame_rate: dict[str, float] = {}
@@ -200,9 +199,12 @@ class Cockpit:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.api is not None:
             await self.api.close()
+            # REManagerAPI.close closes its socket, not its 0MQ context
+            context = getattr(getattr(self.api, "_client", None), "_ctx", None)
+            if context is not None:
+                context.destroy(linger=0)
         if self.device_api is not None:
             self.device_api.close()
-        self._zmq.destroy(linger=0)
 
     # -- browsers -----------------------------------------------------------
 
@@ -422,7 +424,8 @@ class Cockpit:
     # -- the document feed --------------------------------------------------
 
     async def _documents(self) -> None:
-        socket = self._zmq.socket(zmq.SUB)
+        context = zmq.asyncio.Context()
+        socket = context.socket(zmq.SUB)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.setsockopt(zmq.LINGER, 0)
         assert self.addresses.documents is not None
@@ -440,6 +443,7 @@ class Cockpit:
                     logger.warning("document feed: %s", exc)
         finally:
             socket.close()
+            context.destroy(linger=0)
 
     def document(self, name: str, doc: dict[str, Any]) -> None:
         """Take one document of the running scan."""

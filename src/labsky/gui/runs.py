@@ -30,6 +30,7 @@ class RunBrowser:
         self.addresses = addresses
         self.runs_dir = runs_dir
         self._runs: Any = None
+        self._client: Any = None
 
     @property
     def runs(self) -> Any:
@@ -42,8 +43,15 @@ class RunBrowser:
             client = from_uri(
                 self.addresses.tiled, api_key=self.addresses.tiled_api_key
             )
+            self._client = client
             self._runs = client[self.addresses.tiled_container]
         return self._runs
+
+    def close(self) -> None:
+        """Close the connection to Tiled."""
+        client, self._client, self._runs = self._client, None, None
+        if client is not None:
+            client.context.close()
 
     def search(
         self,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labsky.daemon.service import DaemonAddresses, _is_loopback
+from labsky.errors import LabskyError
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 API_KEY_ENV = "LABSKY_GUI_API_KEY"
 
 
-class CockpitError(RuntimeError):
+class CockpitError(LabskyError, RuntimeError):
     """The cockpit cannot start; the message says why and what to do."""
 
 
@@ -59,6 +60,10 @@ def running_daemon(profile_dir: Path) -> DaemonAddresses | None:
         return None
     finally:
         api.close()
+        # REManagerAPI.close closes its socket, not its 0MQ context
+        context = getattr(getattr(api, "_client", None), "_ctx", None)
+        if context is not None:
+            context.destroy(linger=0)
     return addresses
 
 
@@ -143,6 +148,7 @@ class CockpitServer:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self.browser.close()
 
 
 def serve(
@@ -173,7 +179,10 @@ def serve(
         if api_key:
             echo(f"API key: from {API_KEY_ENV} (the page asks for it once)")
         echo(f"cockpit: {server.url}")
-        server.run()
+        try:
+            server.run()
+        finally:
+            server.browser.close()
     finally:
         if daemon is not None:
             echo("stopping the daemon ...")

@@ -510,6 +510,11 @@ function scanStop(stop) {
   if (!scan) return;
   if (stop && runsSearched) setTimeout(searchRuns, 1500); // the catalog catches up
   scan.stop = stop;
+  if (stop) { // the last rows came before the stop: draw them now
+    for (const plot of plots) plot.update();
+    drawRaster();
+    $("#scan-points").textContent = `${scan.rows.length} points`;
+  }
   const title = $("#scan-title");
   title.dataset.status = stop ? stop.exit_status : "running";
   const start = scan.start;
