@@ -39,8 +39,8 @@ from event_model import compose_run
 from ophyd_async.core import init_devices, soft_signal_rw
 from tiled.queries import Key
 
-from labsky.pipeline import CatalogAddress, DataPipeline
 from labsky.pipeline.server import LocalTiled, runs_container
+from labsky.testing.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,19 +52,23 @@ def readable(runs: Any, uid: str, rows: int) -> bool:
         if not run.metadata.get("stop"):
             return False
         return len(run["primary"].base["internal"].read()) == rows
-    except (KeyError, Exception):  # not there yet
+    except Exception:  # noqa: BLE001 - any part not there yet
         return False
 
 
 def until_readable(runs: Any, uids: list[str], rows: int) -> None:
     pending = list(uids)
-    while pending:
-        pending = [u for u in pending if not readable(runs, u, rows)]
-        if pending:
-            time.sleep(0.05)
+
+    def all_readable() -> bool:
+        pending[:] = [u for u in pending if not readable(runs, u, rows)]
+        return not pending
+
+    wait_until(all_readable, "every run readable", timeout=3600, every=0.05)
 
 
-def short_runs(session: Any, stock: Any, rounds: int, count: int) -> dict[str, list[float]]:
+def short_runs(
+    session: Any, stock: Any, rounds: int, count: int
+) -> dict[str, list[float]]:
     """Seconds from the first start to all `count` runs readable, per round."""
     engine = session.run_engine
     writer_token = session._tokens[-1]  # the RingWriter: subscribed last by start()
@@ -123,7 +127,6 @@ def reads(session: Any, stock: Any, repeat: int) -> dict[str, list[float]]:
     docs = ten_k_documents()
     for name, doc in docs:
         session.pipeline.writer(name, doc)
-    TiledWriter(stock) and None
     stock_writer = TiledWriter(stock)
     for name, doc in docs:
         stock_writer(name, doc)
@@ -167,7 +170,9 @@ def searches(server: LocalTiled, total: int) -> tuple[float, int]:
     return statistics.median(found), len(runs)
 
 
-def scan_rates(session: Any, stock: Any, pairs: int, num: int = 2000) -> dict[str, list[float]]:
+def scan_rates(
+    session: Any, stock: Any, pairs: int, num: int = 2000
+) -> dict[str, list[float]]:
     """Events/s of `count` over a soft signal: bare, labsky's pipeline, stock TiledWriter."""
     engine = RunEngine({}, call_returns_result=True, loop=session.run_engine.loop)
     with init_devices():
@@ -193,7 +198,9 @@ def scan_rates(session: Any, stock: Any, pairs: int, num: int = 2000) -> dict[st
 
 
 def tiled_bytes(directory: Path) -> int:
-    return sum(p.stat().st_size for p in (directory / "tiled").rglob("*") if p.is_file())
+    return sum(
+        p.stat().st_size for p in (directory / "tiled").rglob("*") if p.is_file()
+    )
 
 
 def compression(directory: Path, rows: int = 1_000_000) -> dict[str, tuple[float, int]]:
@@ -216,7 +223,12 @@ def compression(directory: Path, rows: int = 1_000_000) -> dict[str, tuple[float
         with h5py.File(path, "w", libver="latest") as f:
             for key, values in columns.items():
                 dataset = f.create_dataset(
-                    key, shape=(0,), maxshape=(None,), chunks=(65536,), dtype="f8", **options
+                    key,
+                    shape=(0,),
+                    maxshape=(None,),
+                    chunks=(65536,),
+                    dtype="f8",
+                    **options,
                 )
                 for begin in range(0, rows, 65536):
                     block = values[begin : begin + 65536]
@@ -240,8 +252,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        session = start(REPO / "profiles" / "sim", data_dir=root / "labsky", progress=False)
-        stock_server = LocalTiled(root / "stock", readable=(root / "labsky" / "detectors",))
+        session = start(
+            REPO / "profiles" / "sim", data_dir=root / "labsky", progress=False
+        )
+        stock_server = LocalTiled(
+            root / "stock", readable=(root / "labsky" / "detectors",)
+        )
         try:
             session.catalogued()
             stock = runs_container(stock_server.client(), "raw")
@@ -283,7 +299,9 @@ def main() -> None:
                 f"({ratio(rates['stock'], rates['bare']):.3f} of bare)"
             )
             found, total = searches(session.tiled, options.search_runs)
-            print(f"search over {total} runs: median {found * 1e3:.0f} ms (goal <= 100)")
+            print(
+                f"search over {total} runs: median {found * 1e3:.0f} ms (goal <= 100)"
+            )
             for name, (rows_per_s, size) in compression(root).items():
                 print(
                     f"HDF5 scalars, {name:<12} {rows_per_s / 1e6:5.2f} M rows/s  "

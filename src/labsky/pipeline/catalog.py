@@ -409,7 +409,7 @@ class CatalogWriter:
 
             self._client = self._connect().include_data_sources()
             self._writer_class = _live_run_writer_class()
-        except Exception as exc:  # reported in the log; registration waits
+        except Exception as exc:  # noqa: BLE001 - any failure to connect: retried
             logger.info("the catalog is not reachable yet: %s", exc)
             return False
         return True
@@ -552,7 +552,7 @@ class CatalogWriter:
                 self._pages(run, stream)
             run.route.flush()  # arrays first, as stock orders a stream's nodes
             run.route("stop", doc)
-        except Exception as exc:  # the file is complete: register it again
+        except Exception as exc:  # noqa: BLE001 - the file is complete: registered again
             self._schedule_retry(run.uid, run.path, exc)
             return
         self._registered(run.uid)
@@ -593,7 +593,7 @@ class CatalogWriter:
         """Register a closed run file from scratch, replacing an earlier entry."""
         try:
             uid = read_run_uid(path)
-        except Exception as exc:  # a file it cannot read is not retried
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not retried
             message = f"catalog: cannot read the run file {path}: {exc!r}"
             logger.error(message)
             with self._lock:
@@ -609,7 +609,7 @@ class CatalogWriter:
                     self._events(*args)
                 elif op == "stored":
                     self._stored(*args)
-        except Exception as exc:  # retried later, with a growing wait
+        except Exception as exc:  # noqa: BLE001 - retried later, with a growing wait
             self._runs.pop(uid, None)
             self._schedule_retry(uid, path, exc)
 

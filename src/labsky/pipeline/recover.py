@@ -147,9 +147,9 @@ def recover(
             "and run labsky recover again: the rows the ring still holds for it "
             "then go to a new file"
         )
-    sink = HDF5Sink(None, runs_dir, catalog=catalog)
+    first = pending.batches[0].seq if pending is not None and pending.batches else None
+    sink = HDF5Sink(None, runs_dir, catalog=catalog, first_seq=first)
     if pending is not None and pending.batches:
-        sink._expected = pending.batches[0].seq  # noqa: SLF001 - gaps still refused
         for batch in pending.batches:
             sink.handle(batch)
             report.batches += 1

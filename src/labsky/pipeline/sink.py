@@ -96,6 +96,8 @@ class HDF5Sink:
         block_rows: Rows gathered per stream before a block is written.
         catalog: Told about everything stored (see the module docstring).
         on_error: Called (on the sink thread) if the sink stops on an error.
+        first_seq: The sequence number of the first batch it will be handed
+            (default: the reader's position); every later one must follow.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class HDF5Sink:
         block_rows: int = 65536,
         catalog: CatalogFeed | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        first_seq: int | None = None,
     ):
         self.reader = reader
         self.runs_dir = runs_dir
@@ -121,7 +124,9 @@ class HDF5Sink:
         self._reported: dict[tuple[str, str], int] = {}
         self._dirty = False
         self._last_flush = time.monotonic()
-        self._expected: int | None = None if reader is None else reader.position
+        self._expected: int | None = (
+            first_seq if first_seq is not None or reader is None else reader.position
+        )
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._thread: threading.Thread | None = None
