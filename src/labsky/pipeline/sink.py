@@ -170,10 +170,10 @@ class HDF5Sink:
         except BaseException as exc:  # reported to the session, never swallowed
             self.error = exc
             logger.exception("HDF5 sink stopped: %s", exc)
+            if self.on_error is not None:  # told before any waiter wakes
+                self.on_error(exc)
             with self._progress:
                 self._progress.notify_all()
-            if self.on_error is not None:
-                self.on_error(exc)
 
     def _uncommitted(self) -> int:
         assert self.reader is not None
