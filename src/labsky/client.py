@@ -205,8 +205,12 @@ class LabClient:
         return list(result["return_value"]["reconnected"])
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (its 0MQ context too)."""
         self.api.close()
+        # REManagerAPI.close closes its socket, not its 0MQ context
+        context = getattr(getattr(self.api, "_client", None), "_ctx", None)
+        if context is not None:
+            context.destroy(linger=0)
 
     def __enter__(self) -> LabClient:
         return self

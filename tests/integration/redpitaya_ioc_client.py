@@ -1,14 +1,13 @@
 """A client process of `labsky ioc redpitaya` (run by test_redpitaya_ioc.py).
 
-`python redpitaya_ioc_client.py PREFIX scope|analyzer RENDEZVOUS` prints one
-JSON line; each client waits (after connecting) until both have touched a file
-in the RENDEZVOUS folder, so their work overlaps.
+`python redpitaya_ioc_client.py PREFIX scope|analyzer` prints `connected` once
+connected and then waits for a line on its standard input: the test says `go`
+once both clients are connected, so their work overlaps. Then it prints one
+JSON line.
 """
 
 import json
 import sys
-import time
-from pathlib import Path
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
@@ -19,19 +18,19 @@ from labsky.devices.redpitaya import RedPitayaParams, redpitaya
 from labsky.devices.redpitaya.plans import network_analyzer
 
 
-def rendezvous(folder: Path, role: str) -> None:
-    (folder / role).touch()
-    deadline = time.monotonic() + 60
-    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+def rendezvous() -> None:
+    """Say we are connected; wait for the test's go (both are connected)."""
+    print("connected", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        sys.exit("the test did not say go")
 
 
-def main(prefix: str, role: str, folder: str) -> None:
+def main(prefix: str, role: str) -> None:
     engine = RunEngine({}, call_returns_result=True)
     rp = redpitaya(RedPitayaParams(ioc_prefix=prefix))
     rp.set_name("rp")
     call_in_bluesky_event_loop(rp.connect(timeout=10))
-    rendezvous(Path(folder), role)
+    rendezvous()
     documents: list[tuple[str, dict]] = []
     out: dict = {"role": role}
     if role == "scope":
@@ -62,4 +61,4 @@ def main(prefix: str, role: str, folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:3])

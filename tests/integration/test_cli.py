@@ -63,9 +63,16 @@ def test_check_reports_file_and_line(tmp_path):
 
 
 def test_check_kinds():
+    from labsky.devices import device_kinds
+
     result = labsky("check", "--kinds")
     assert result.returncode == 0
-    assert "sim_stage" in result.stdout and "pattern_generator" in result.stdout
+    lines = result.stdout.splitlines()
+    listed = [line.split()[0] for line in lines if line and not line[0].isspace()]
+    assert listed == list(device_kinds())  # every kind, each once
+    (stage,) = [line for line in lines if line.startswith("sim_stage ")]
+    assert stage.split()[1:3] == ["needs:", "pattern_generator"]  # what to wire
+    assert "    params.velocity = 0.0: Speed of both axes in mm/s" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,20 +1,24 @@
 """`labsky daemon`: Redis, the RE Manager with the sim session, clients in other processes."""
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 
+import h5py
 import httpx
 import numpy as np
 import pytest
+from bluesky.callbacks.zmq import RemoteDispatcher
 from tiled.client import from_uri
-from tiled.queries import Key
 
 from labsky.client import LabClient, PlanRefusedError
 from labsky.daemon import Daemon, DaemonError
+from labsky.testing.waiting import wait_until
 from tests.conftest import REPO
 
 pytestmark = [
@@ -53,6 +57,94 @@ def catalog(daemon):
     return from_uri(addresses.tiled, api_key=addresses.tiled_api_key)["raw"]
 
 
+def stored_run(client, daemon, uid):
+    """The run in Tiled once complete there (the client waits, as users do)."""
+    client.wait_stored([uid])
+    return catalog(daemon)[uid]
+
+
+class Feed:
+    """The daemon's 0MQ document feed, heard in this process.
+
+    A 0MQ subscriber hears nothing until its subscription has reached the
+    proxy, and nothing says when it has: `join` runs one-reading counts until
+    one of them is heard to its end.
+    """
+
+    def __init__(self, address):
+        self.documents = []
+        self._changed = threading.Condition()
+        self._dispatcher = RemoteDispatcher(address)
+        self._dispatcher.subscribe(self._add)
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self):
+        with contextlib.suppress(asyncio.CancelledError):  # how `close` stops it
+            self._dispatcher.start()
+
+    def _add(self, name, doc):
+        with self._changed:
+            self.documents.append((name, doc))
+            self._changed.notify_all()
+
+    def wait_for(self, condition, timeout):
+        with self._changed:
+            return self._changed.wait_for(condition, timeout)
+
+    def stopped(self, uid):
+        return any(n == "stop" and d["run_start"] == uid for n, d in self.documents)
+
+    def events(self, sample):
+        """Rows heard so far of the run whose start has `sample`."""
+        runs = {
+            d["uid"]
+            for n, d in self.documents
+            if n == "start" and d.get("sample") == sample
+        }
+        streams = {
+            d["uid"]
+            for n, d in self.documents
+            if n == "descriptor" and d["run_start"] in runs
+        }
+        rows = 0
+        for name, doc in self.documents:
+            if name == "event" and doc["descriptor"] in streams:
+                rows += 1
+            elif name == "event_page" and doc["descriptor"] in streams:
+                rows += len(doc["seq_num"])
+        return rows
+
+    def wait_for_events(self, sample, rows, timeout=60):
+        assert self.wait_for(lambda: self.events(sample) >= rows, timeout), (
+            f"{rows} rows of the run of {sample!r} not heard within {timeout} s"
+        )
+
+    def join(self, client, attempts=10):
+        for _ in range(attempts):
+            done = client.run("count", ["pdet"], num=1, md={"sample": "feed-probe"})
+            (uid,) = done["result"]["run_uids"]
+            if self.wait_for(lambda uid=uid: self.stopped(uid), 10):
+                return
+        raise AssertionError("the document feed stayed silent")
+
+    def close(self):
+        task = self._dispatcher._task
+        if task is not None:
+            self._dispatcher.loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def feed(daemon):
+    addresses = daemon.addresses
+    listener = Feed(addresses.documents)
+    with LabClient(addresses.control, addresses.info, addresses) as lab:
+        listener.join(lab)
+    yield listener
+    listener.close()
+
+
 def test_plans_and_devices_come_from_the_session(client, daemon):
     assert json.loads(daemon.addresses_file.read_text())["control"].startswith(
         "tcp://127.0.0.1:"
@@ -77,19 +169,47 @@ import json, sys, threading
 from bluesky.callbacks.zmq import RemoteDispatcher
 from labsky.client import LabClient
 
-seen = []
+heard, changed = [], threading.Condition()
+
+def hear(name, doc):
+    with changed:
+        heard.append((name, doc))
+        changed.notify_all()
+
+def heard_stop(uid, timeout):
+    with changed:
+        return changed.wait_for(
+            lambda: any(n == "stop" and d["run_start"] == uid for n, d in heard),
+            timeout,
+        )
+
+def documents_of(uid):
+    streams = {d["uid"] for n, d in heard if n == "descriptor" and d["run_start"] == uid}
+    return [
+        n for n, d in heard
+        if d.get("uid") == uid or d.get("run_start") == uid
+        or d.get("descriptor") in streams
+    ]
+
 dispatcher = RemoteDispatcher(sys.argv[1])
-dispatcher.subscribe(lambda name, doc: seen.append(name))
+dispatcher.subscribe(hear)
 threading.Thread(target=dispatcher.start, daemon=True).start()
 with LabClient.of_profile(sys.argv[2]) as lab:
-    import time; time.sleep(0.5)  # let the subscription reach the proxy
+    # nothing says when a 0MQ subscription has reached the proxy: count
+    # once until a count is heard to its end
+    for _ in range(10):
+        probe = lab.run("count", ["pdet"], num=1)["result"]["run_uids"][0]
+        if heard_stop(probe, 10):
+            break
     done = lab.run("scan", ["pdet"], "stage.x", -1, 1, 5, md={"sample": "remote"})
-    time.sleep(0.5)
-print(json.dumps({"uids": done["result"]["run_uids"], "seen": seen}))
+    (uid,) = done["result"]["run_uids"]
+    assert heard_stop(uid, 60), "the scan's stop document was not heard"
+with changed:
+    print(json.dumps({"uids": [uid], "seen": documents_of(uid)}))
 """
 
 
-def test_a_client_process_queues_a_scan_and_data_reaches_hdf5_and_tiled(daemon):
+def test_a_client_process_queues_a_scan_and_data_reaches_hdf5_and_tiled(daemon, client):
     result = subprocess.run(
         [
             sys.executable,
@@ -106,25 +226,17 @@ def test_a_client_process_queues_a_scan_and_data_reaches_hdf5_and_tiled(daemon):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     (uid,) = report["uids"]
-    # the 0MQ feed reached a RemoteDispatcher in the client process
-    assert report["seen"][0] == "start" and report["seen"][-1] == "stop"
-    assert report["seen"].count("event") + report["seen"].count("event_page") >= 1
-    run = _wait_for_run(daemon, uid)
+    # the whole run reached a RemoteDispatcher in the client process over 0MQ
+    seen = report["seen"]
+    assert seen[0] == "start" and seen[-1] == "stop"
+    assert seen.count("event") >= 5  # the five points (and the baseline)
+    run = stored_run(client, daemon, uid)
     table = run["primary"].read()
     np.testing.assert_allclose(table["stage-x"].values, [-1, -0.5, 0, 0.5, 1])
     assert run.start["sample"] == "remote" and run.start["profile"] == "sim"
-    files = list((daemon.data_dir / "runs").rglob(f"*{uid[:8]}*.h5"))
-    assert files, "the run's HDF5 file"
-
-
-def _wait_for_run(daemon, uid, timeout=30):
-    runs = catalog(daemon)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if uid in runs and runs[uid].metadata.get("stop"):
-            return runs[uid]
-        time.sleep(0.2)
-    raise AssertionError(f"run {uid} did not reach Tiled")
+    (path,) = (daemon.data_dir / "runs").rglob(f"*{uid[:8]}*.h5")
+    with h5py.File(path, "r") as f:  # the HDF5 file holds the same points
+        np.testing.assert_allclose(f["primary/data/stage-x"][:], [-1, -0.5, 0, 0.5, 1])
 
 
 def test_bad_plan_or_argument_is_refused_when_queued(client):
@@ -145,41 +257,61 @@ def test_bad_plan_or_argument_is_refused_when_queued(client):
 
 
 def _wait_state(client, state, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.status()["re_state"] == state:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"RunEngine never became {state}: {client.status()}")
+    # the RE Manager answers status requests; it sends no notice of a change
+    wait_until(
+        lambda: client.status()["re_state"] == state, f"RE state {state}", timeout
+    )
 
 
-def test_pause_resume_then_abort(client, daemon):
-    client.queue("count", ["pdet"], num=15, delay=0.2, md={"sample": "paused"})
+def _pause_and_abort(client, feed, sample, rows):
+    """Queue a long count, pause it once `rows` are heard, abort it."""
+    client.queue("count", ["pdet"], num=50, delay=0.2, md={"sample": sample})
     client.start()
-    _wait_state(client, "running")
-    time.sleep(0.5)
-    client.pause()
-    _wait_state(client, "paused")
-    client.resume()
-    client.wait_idle(120)
-    resumed = client.history()[-1]
-    assert resumed["result"]["exit_status"] == "completed"
-    run = _wait_for_run(daemon, resumed["result"]["run_uids"][0])
-    assert len(run["primary"].read()["pdet-channel-1-value"]) == 15
-
-    client.queue("count", ["pdet"], num=50, delay=0.2, md={"sample": "aborted"})
-    client.start()
-    _wait_state(client, "running")
-    time.sleep(0.5)
+    feed.wait_for_events(sample, rows)
     client.pause()
     _wait_state(client, "paused")
     client.abort()
     client.wait_idle(60)
     aborted = client.history()[-1]
     assert aborted["result"]["exit_status"] == "aborted"
-    run = _wait_for_run(daemon, aborted["result"]["run_uids"][0])
+    # the queue server puts an aborted plan back at the front of the queue
+    (front, *_) = client.api.queue_get()["items"]
+    assert front["kwargs"]["md"] == {"sample": sample}
+    client.api.item_remove(uid=front["item_uid"])
+    return aborted["result"]["run_uids"][0]
+
+
+def test_pause_resume_then_abort(client, daemon, feed):
+    client.queue("count", ["pdet"], num=15, delay=0.2, md={"sample": "paused"})
+    client.start()
+    feed.wait_for_events("paused", 2)  # under way
+    client.pause()
+    _wait_state(client, "paused")
+    client.resume()
+    client.wait_idle(120)
+    resumed = client.history()[-1]
+    assert resumed["result"]["exit_status"] == "completed"
+    run = stored_run(client, daemon, resumed["result"]["run_uids"][0])
+    assert len(run["primary"].read()["pdet-channel-1-value"]) == 15
+
+    run = stored_run(client, daemon, _pause_and_abort(client, feed, "aborted", 2))
     assert run.stop["exit_status"] == "abort"
     assert 0 < len(run["primary"].read()["pdet-channel-1-value"]) < 50
+
+
+@pytest.mark.xfail(
+    strict=False,  # shown as XPASS in the summary once the pipeline keeps them
+    reason="pipeline (reported with issue 17): of the rows a paused run published, "
+    "only the first is stored when it is aborted",
+)
+def test_every_row_published_before_an_abort_is_stored(client, daemon, feed):
+    uid = _pause_and_abort(client, feed, "aborted-rows", 3)
+    run = stored_run(client, daemon, uid)
+    heard = feed.events("aborted-rows")
+    (path,) = (daemon.data_dir / "runs").rglob(f"*{uid[:8]}*.h5")
+    with h5py.File(path, "r") as f:
+        assert len(f["primary/seq_num"]) == heard  # in the run file
+    assert len(run["primary"].read()["pdet-channel-1-value"]) == heard  # in Tiled
 
 
 def test_rest_needs_the_api_key(daemon, client):
@@ -216,13 +348,14 @@ def test_publishing_off_loopback_needs_curve_keys():
         Daemon(REPO / "profiles" / "sim", http_port=0, http_api_key="a-b")
 
 
-def test_worker_killed_mid_plan_keeps_queue_history_and_data(client, daemon):
+def test_worker_killed_mid_plan_keeps_queue_history_and_data(client, daemon, feed):
     history = len(client.history())
     client.queue("count", ["pdet"], num=100, delay=0.1, md={"sample": "killed"})
     waiting = client.queue("count", ["pdet"], num=2, md={"sample": "next"})
     client.start()
-    _wait_state(client, "running")
-    time.sleep(1.5)
+    # four rows taken: the three before the last are in the ring for sure (the
+    # kill may catch the last on its way there)
+    feed.wait_for_events("killed", 4)
     client.api.environment_destroy()
     client.api.wait_for_idle(timeout=60)
     status = client.status()
@@ -234,15 +367,16 @@ def test_worker_killed_mid_plan_keeps_queue_history_and_data(client, daemon):
     client.api.environment_open()
     client.api.wait_for_idle(timeout=120)
     assert client.status()["worker_environment_exists"] is True
-    runs = catalog(daemon)
-    deadline = time.monotonic() + 60
-    found = runs.search(Key("start.sample") == "killed")
-    while not len(found) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        found = runs.search(Key("start.sample") == "killed")
-    (run,) = found.values()
+    (uid,) = {
+        d["uid"]
+        for n, d in feed.documents
+        if n == "start" and d.get("sample") == "killed"
+    }
+    run = stored_run(client, daemon, uid)  # recovered: closed, in the catalog
     rows = len(run["primary"].read()["pdet-channel-1-value"])
     assert 3 <= rows < 100
+    assert run.stop["exit_status"] != "success"  # it says it did not finish
+    client.api.item_remove(uid=waiting)
 
 
 def test_daemon_command_serves_then_stops_cleanly_on_ctrl_c(tmp_path, monkeypatch):

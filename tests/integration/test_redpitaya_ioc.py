@@ -67,19 +67,23 @@ def ioc(tmp_path):
     log.close()
 
 
-def client(prefix, env, role, folder):
+def client(prefix, env, role):
     return subprocess.Popen(
-        [sys.executable, str(CLIENT), prefix, role, str(folder)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(CLIENT), prefix, role],
+        cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
-def test_two_clients_share_the_scope_and_generators_without_conflict(ioc, tmp_path):
+def test_two_clients_share_the_scope_and_generators_without_conflict(ioc):
     prefix, env = ioc
-    folder = tmp_path / "rendezvous"
-    folder.mkdir()
-    scope = client(prefix, env, "scope", folder)
-    analyzer = client(prefix, env, "analyzer", folder)
+    scope = client(prefix, env, "scope")
+    analyzer = client(prefix, env, "analyzer")
+    for process in (scope, analyzer):  # both connected: then both go at once
+        assert process.stdout.readline() == "connected\n", process.stderr.read()
+    for process in (scope, analyzer):
+        process.stdin.write("go\n")
+        process.stdin.flush()
     results = {}
     for process in (scope, analyzer):
         out, err = process.communicate(timeout=180)
