@@ -1,8 +1,10 @@
 """Every file in devices/, plans/ and profiles/ is a checked artefact."""
 
 import pytest
+import yaml
 
 from labsky.config import load_devices
+from labsky.devices import device_kinds
 from labsky.plan_loader import load_plan_module
 from tests.conftest import REPO
 
@@ -17,7 +19,15 @@ def test_folders_are_not_empty():
 
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.name)
 def test_device_declarations_validate(path):
-    assert load_devices(path)
+    written = yaml.safe_load(path.read_text())["devices"]
+    declared = load_devices(path)
+    # every device of the file, under its name, of the kind it names
+    assert {name: d.kind for name, d in declared.items()} == {
+        name: entry["kind"] for name, entry in written.items()
+    }
+    assert {d.kind for d in declared.values()} <= set(device_kinds())
+    for name, decl in declared.items():
+        assert decl.source.startswith(f"{path}:"), name  # errors can name the line
 
 
 @pytest.mark.parametrize("path", PLAN_FILES, ids=lambda p: p.name)
