@@ -260,7 +260,7 @@ class RedPitayaController:
         """Stop an acquisition after a failure (its own failure is only logged)."""
         try:
             await asyncio.shield(self.scpi.set(command))
-        except Exception:  # noqa: BLE001 - the original error matters more
+        except Exception:  # logged; the original error matters more
             logger.debug("%s: %s failed", self.label, command, exc_info=True)
 
     def no_trigger(self, source: TriggerSource, timeout: float, which: str = "") -> str:

@@ -275,7 +275,7 @@ class Board:
         for family in ("SPI", "I2C", "CAN", "LCR"):
             peripherals.register(add, family)
 
-    def _register_slow(self, add) -> None:  # noqa: ANN001
+    def _register_slow(self, add) -> None:
         for pattern, handler in (
             ("DIG:RST", self._dig_rst),
             ("DIG:PIN", self._set_pin),
@@ -288,7 +288,7 @@ class Board:
         ):
             add(pattern, handler)
 
-    def _register_daisy(self, add) -> None:  # noqa: ANN001
+    def _register_daisy(self, add) -> None:
         d = self.daisy
         flag = self._daisy_flag
         for pattern, handler in (
@@ -440,7 +440,7 @@ class Board:
     def _no_pll(self, s: Session, n: int, params: list[str], h: str) -> str:
         raise not_supported(h, "get state")
 
-    def _daisy_flag(self, attribute: str):  # noqa: ANN202
+    def _daisy_flag(self, attribute: str):
         def setter(s: Session, n: int, params: list[str], h: str) -> None:
             value = choice(self.param(params, h), ("OFF", "ON"))
             setattr(self.daisy, attribute, value == "ON")
@@ -510,7 +510,7 @@ class Board:
         for pin in self.dio_out:
             self.dio_out[pin] = False
 
-    def _led_setter(self, led: str):  # noqa: ANN202
+    def _led_setter(self, led: str):
         def setter(s: Session, n: int, params: list[str], h: str) -> None:
             self.leds[led] = on_off(self.param(params, h))
 

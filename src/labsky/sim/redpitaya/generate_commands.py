@@ -242,7 +242,7 @@ class GenerateCommands:
         generator.changing(time.monotonic())
         generator.burst = mode
 
-    def _burst_int(self, attribute: str, low: int, high: int):  # noqa: ANN202
+    def _burst_int(self, attribute: str, low: int, high: int):
         def setter(s: Session, n: int, params: list[str], h: str) -> None:
             generator = self._gen(n, h)
             value = self.board.int_param(params, h)
@@ -259,7 +259,7 @@ class GenerateCommands:
             raise rp_error(h, "set burst period")
         generator.burst_period_us = value
 
-    def _level(self, attribute: str):  # noqa: ANN202
+    def _level(self, attribute: str):
         def setter(s: Session, n: int, params: list[str], h: str) -> None:
             generator = self._gen(n, h)
             value = number(self.board.param(params, h))
@@ -292,7 +292,7 @@ class GenerateCommands:
     def _get_sweep_state(self, s: Session, n: int, params: list[str], h: str) -> str:
         return self.board.on_off(self.sweeps.channels[self._index(n, h)].run)
 
-    def _sweep_frequency(self, which: str):  # noqa: ANN202
+    def _sweep_frequency(self, which: str):
         def setter(s: Session, n: int, params: list[str], h: str) -> None:
             index = self._index(n, h)
             value = number(self.board.param(params, h))
@@ -309,7 +309,7 @@ class GenerateCommands:
             raise rp_error(h, "set time")
         self.sweeps.change(index, time.monotonic(), time_us=value)
 
-    def _sweep_choice(self, which: str, choices: tuple[str, ...]):  # noqa: ANN202
+    def _sweep_choice(self, which: str, choices: tuple[str, ...]):
         def setter(s: Session, n: int, params: list[str], h: str) -> None:
             index = self._index(n, h)
             value = choice(self.board.param(params, h), choices)
@@ -317,7 +317,7 @@ class GenerateCommands:
 
         return setter
 
-    def _get_sweep(self, which: str):  # noqa: ANN202
+    def _get_sweep(self, which: str):
         def getter(s: Session, n: int, params: list[str], h: str) -> str:
             value = getattr(self.sweeps.channels[self._index(n, h)].settings, which)
             if which in ("start", "stop"):
