@@ -24,7 +24,9 @@ def test_every_labsky_error_is_a_labsky_error():
         and value.__module__ == module.__name__
     }
     assert len(errors) > 30  # the walk found them (config, transports, pipeline...)
-    outside = sorted(name for name, cls in errors.items() if not issubclass(cls, LabskyError))
+    outside = sorted(
+        name for name, cls in errors.items() if not issubclass(cls, LabskyError)
+    )
     assert outside == []
 
 
