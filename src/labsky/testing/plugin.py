@@ -48,7 +48,9 @@ def run_engine() -> Iterator[Any]:
     if engine.state not in ("idle", "panicked"):
         engine.halt()
     engine.loop.call_soon_threadsafe(engine.loop.stop)
-    engine._th.join(10)  # noqa: SLF001 - the only handle on the loop thread
+    engine._th.join(10)  # the only handle on the loop thread
+    if not engine.loop.is_running():
+        engine.loop.close()  # its selector and self-pipe, not left to the GC
 
 
 @pytest.fixture
