@@ -16,7 +16,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-app = typer.Typer(
+from labsky.cli_command import LabskyTyper, PlanCommand
+
+app = LabskyTyper(
     help="labsky: data acquisition for optics labs on Bluesky.",
     no_args_is_help=True,
     add_completion=False,
@@ -52,9 +54,13 @@ def demo(
 ) -> None:
     """Run the demo: simulated lab, real scans, HDF5 frames, a Tiled catalog."""
     from labsky.demo import run_demo
+    from labsky.demo.job import DemoError
 
     _logging()
-    run_demo(data_dir, echo=typer.echo)
+    try:
+        run_demo(data_dir, echo=typer.echo)
+    except DemoError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -128,9 +134,22 @@ def _print_kinds() -> None:
         deps = ", ".join(kind.dependencies) or "-"
         typer.echo(f"{kind.name:<20} needs: {deps:<34} {kind.summary}")
         for field, info in kind.params.model_fields.items():
-            typer.echo(
-                f"    params.{field} = {info.default!r}: {info.description or ''}"
-            )
+            default = "(required)" if info.is_required() else f"= {_default(info)}"
+            typer.echo(f"    params.{field} {default}: {info.description or ''}")
+
+
+def _default(info: Any) -> str:
+    """A parameter's default as a user would write it in YAML."""
+    from pydantic import BaseModel
+
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=1000)
+    except yaml.YAMLError:
+        return repr(value)
+    return text.removesuffix("\n").removesuffix("\n...")
 
 
 def _parse_value(text: str) -> Any:
@@ -180,7 +199,7 @@ def plan_call_arguments(
     return [_parse_value(a) for a in args], kwargs
 
 
-@app.command(context_settings={"allow_interspersed_args": True})
+@app.command(cls=PlanCommand)
 def run(
     profile: ProfileArg,
     plan: Annotated[str, typer.Argument(help="Plan name (see `labsky check`).")],
@@ -191,20 +210,33 @@ def run(
     arg: Annotated[
         list[str] | None,
         typer.Option(
-            "--arg", "-a", help="Keyword argument NAME=VALUE (VALUE is YAML)."
+            "--arg",
+            "-a",
+            metavar="NAME=VALUE",
+            help="Keyword argument of the plan (VALUE is YAML; repeatable).",
         ),
     ] = None,
     md: Annotated[
-        list[str] | None, typer.Option(help="Run metadata KEY=VALUE.")
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="Run metadata (repeatable)."),
     ] = None,
     mock: Annotated[
         bool | None, typer.Option("--mock/--no-mock", help="Override the profile.")
     ] = None,
+    show_traceback: Annotated[
+        bool,
+        typer.Option("--traceback", help="Print the traceback of a plan that fails."),
+    ] = False,
 ) -> None:
-    """Run one plan of a profile, e.g. `labsky run sim count "[pdet]" --arg num=5`."""
+    """Run one plan of a profile, e.g. `labsky run sim count "[pdet]" --arg num=5`.
+
+    Negative numbers are values (`scan "[pdet]" stage.x -2 2`). When
+    `labsky daemon PROFILE` runs, the plan runs on its session (seconds, not a
+    minute of start-up). The last line says how it ended and where the data is.
+    """
+    from labsky.attach import ring_holder, running_daemon
     from labsky.config import ConfigError, load_profile
-    from labsky.plans.signature import PlanArgumentError
-    from labsky.session import start
+    from labsky.pipeline import ring_path
 
     _logging()
     try:
@@ -214,24 +246,110 @@ def run(
     try:
         prof = load_profile(find_profile(profile))
         _check_plan_call(prof, plan, positional, kwargs)
-        session = start(prof, mock=mock)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    daemon = running_daemon(prof.data_path)
+    if daemon is not None:
+        if mock is not None:
+            raise _fail(
+                f"the daemon of {prof.name} runs its session as it started: "
+                "--mock/--no-mock cannot apply; drop the option, or stop the daemon",
+                2,
+            )
+        _run_on_daemon(prof, daemon, plan, positional, kwargs, show_traceback)
+        return
+    holder = ring_holder(ring_path(prof.ring, prof.name, prof.data_path))
+    if holder is not None:
+        raise _fail(
+            f"{plan}: not run, nothing stored: a session of {prof.name} is open in "
+            f"{holder}; run the plan at its prompt, or close it (`exit`) and run "
+            f"this again (`labsky daemon {prof.name}` lets `labsky run` share one "
+            "session)"
+        )
+    _run_standalone(prof, plan, positional, kwargs, mock, show_traceback)
+
+
+def _run_standalone(
+    prof: Any,
+    plan: str,
+    positional: list[Any],
+    kwargs: dict[str, Any],
+    mock: bool | None,
+    show_traceback: bool,
+) -> None:
+    """`labsky run` in a session of its own."""
+    from labsky.plans.signature import PlanArgumentError
+    from labsky.run_report import device_names, where_stored
+    from labsky.session import start
+
+    try:
+        session = start(prof, mock=mock)
+    except Exception as exc:  # noqa: BLE001 - the CLI says it in one line
+        raise _fail(
+            f"{plan}: not run, nothing stored: the session of {prof.name} did not "
+            f"start: {exc}"
+        ) from None
     with session:
         typer.echo(session.summary())
+        failed = sorted(device_names([positional, kwargs]) & set(session.device_errors))
+        if failed:
+            errors = "; ".join(str(session.device_errors[n]) for n in failed)
+            raise _fail(
+                f"{plan}: not run, nothing stored: {errors}; once it is fixed, run "
+                f"again (`labsky check {prof.name} --connect` tries every device)"
+            )
         try:
             generator = session.plan(plan, *positional, **kwargs)
         except (PlanArgumentError, KeyError) as exc:
             raise _fail(str(exc).strip('"'), 2) from None
-        result = _execute(session, generator)
-        typer.echo(
-            f"{plan}: {result.exit_status}; "
-            f"run uids: {', '.join(result.run_start_uids)}"
-        )
+        result, watch, lag = _execute(session, generator, show_traceback)
+        stored = where_stored(result.run_start_uids, session.run_file, watch, lag)
+        typer.echo(f"{plan}: {result.exit_status}; {stored}")
         if result.plan_result is not None and not isinstance(result.plan_result, str):
             typer.echo(f"result: {result.plan_result}")
         if result.exit_status != "success":
             raise typer.Exit(1)
+
+
+def _run_on_daemon(
+    prof: Any,
+    daemon: dict[str, Any],
+    plan: str,
+    positional: list[Any],
+    kwargs: dict[str, Any],
+    show_traceback: bool,
+) -> None:
+    """`labsky run` on the profile's running daemon."""
+    from labsky.attach import run_on_daemon
+    from labsky.client import PlanRefusedError
+    from labsky.run_report import find_run_file, where_stored
+
+    typer.echo(
+        f"running {plan} on the daemon of {prof.name} (pid {daemon.get('pid')}, "
+        f"{daemon['control']}); data in {prof.data_path}"
+    )
+    try:
+        outcome = run_on_daemon(daemon, plan, positional, kwargs)
+    except PlanRefusedError as exc:
+        raise _fail(f"not run, nothing stored: {exc}", 2) from None
+    except KeyboardInterrupt:
+        raise _fail(
+            f"{plan}: aborted by Ctrl-C on the daemon; its run is stored with "
+            f"exit_status abort in {prof.data_path / 'runs'}",
+            130,
+        ) from None
+    runs_dir = prof.data_path / "runs"
+    stored = where_stored(outcome.run_uids, lambda u: find_run_file(runs_dir, u))
+    if outcome.exit_status == "completed":
+        typer.echo(f"{plan}: success; {stored}")
+        return
+    if show_traceback and outcome.traceback:
+        typer.echo(outcome.traceback, err=True)
+    raise _fail(
+        f"{plan} {outcome.exit_status} on the daemon: {outcome.message}; {stored}; "
+        "fix the cause and run again (the daemon's log: "
+        f"{prof.data_path / 'daemon'})"
+    )
 
 
 def _check_plan_call(prof: Any, plan: str, args: list[Any], kwargs: Any) -> None:
@@ -245,8 +363,11 @@ def _check_plan_call(prof: Any, plan: str, args: list[Any], kwargs: Any) -> None
     from labsky.session import load_declarations
 
     names = {n for n, d in load_declarations(prof.device_files).items() if not d.skip}
-    plans, _ = load_plans(prof.plan_files)
+    plans, modules = load_plans(prof.plan_files)
     if plan not in plans:
+        why = [p for m in modules for p in m.problems if f": {plan}: " in p]
+        if why:  # it is there, but not offered: say why
+            raise _fail(f"plan {plan!r} is not offered: {'; '.join(why)}", 2)
         raise _fail(str(unknown_plan(plan, plans)), 2)
     try:
         plan_signature(plans[plan]).bind(args, kwargs, names=names, plan_name=plan)
@@ -262,42 +383,69 @@ def _quiet_abort(record: logging.LogRecord) -> bool:
     return not isinstance(error, RequestAbort)
 
 
-def _execute(session: Any, generator: Any) -> Any:
-    """Run a plan for `labsky run`: one Ctrl-C aborts it cleanly (exit 130).
+def _quiet_failure(record: logging.LogRecord) -> bool:
+    """Drop bluesky's traceback of a failed plan (`--traceback` prints it)."""
+    return not (record.exc_info and record.levelno >= logging.ERROR)
+
+
+def _execute(session: Any, generator: Any, show_traceback: bool = False) -> Any:
+    """Run a plan for `labsky run`: however it ends, one line says where the data is.
 
     At the prompt a Ctrl-C pauses (bluesky's semantics, `RE.resume()`); a
     command line cannot resume, so here it aborts: the run gets its stop
     document (`exit_status: abort`) in its file and the catalog, and one
-    line says where it is.
+    line says where it is (exit 130). A plan that raises ends its run with
+    `exit_status: fail`; the line names the error, where it was raised and
+    the run file (exit 1).
+
+    Returns:
+        The RunEngine's result, what was seen of the runs, the catalog's lag.
     """
+    import traceback
+
     from bluesky.utils import RunEngineInterrupted
 
     from labsky.pipeline import StorageError
+    from labsky.run_report import RunWatch, plan_error, where_stored
 
     run_engine = session.run_engine
-    logging.getLogger("bluesky").addFilter(_quiet_abort)
-    uids: list[str] = []
-    token = run_engine.subscribe(
-        lambda name, doc: uids.append(doc["uid"]) if name == "start" else None
-    )
+    bluesky_log = logging.getLogger("bluesky")
+    bluesky_log.addFilter(_quiet_abort)
+    if not show_traceback:
+        bluesky_log.addFilter(_quiet_failure)
+    watch = RunWatch()
+    token = run_engine.subscribe(watch)
     try:
         try:
-            return session.execute(generator)
+            result = session.execute(generator)
+            return result, watch, session.catalogued()
         except RunEngineInterrupted:
             run_engine.abort("Ctrl-C at labsky run")
             lag = session.stored()
-            where = ", ".join(str(session.run_file(u) or u) for u in uids) or "no run"
-            typer.secho(
-                f"aborted by Ctrl-C: {where} stored with exit_status abort"
-                + (f"; {lag}" if lag.runs_behind else ""),
-                fg=typer.colors.YELLOW,
-                err=True,
-            )
+            where = where_stored(watch.uids, session.run_file, watch, lag)
+            typer.secho(f"aborted by Ctrl-C: {where}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
         except StorageError as exc:
             raise _fail(f"the run could not be stored: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a plan's error: one line says it
+            if show_traceback:
+                traceback.print_exception(exc)
+            try:
+                lag = session.stored()
+            except StorageError as storage:
+                raise _fail(
+                    f"the plan failed ({plan_error(exc)}) and its run could not be "
+                    f"stored: {storage}"
+                ) from None
+            where = where_stored(watch.uids, session.run_file, watch, lag)
+            hint = "" if show_traceback else " (--traceback shows the traceback)"
+            raise _fail(
+                f"the plan failed: {plan_error(exc)}; {where}; fix the cause and run "
+                f"again{hint}"
+            ) from None
     finally:
         run_engine.unsubscribe(token)
+        bluesky_log.removeFilter(_quiet_failure)
 
 
 @app.command()
@@ -462,7 +610,7 @@ def recover(
         typer.echo(str(lag))
 
 
-catalog_app = typer.Typer(
+catalog_app = LabskyTyper(
     help="Look after a profile's Tiled catalog.", no_args_is_help=True
 )
 app.add_typer(catalog_app, name="catalog")
@@ -672,7 +820,40 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-ioc_app = typer.Typer(
+@app.command()
+def gui(
+    profile: ProfileArg,
+    host: Annotated[
+        str, typer.Option(help="Interface; beyond loopback needs LABSKY_GUI_API_KEY.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the page (0: free).")] = 8765,
+) -> None:
+    """Serve the lab cockpit for PROFILE in a browser and print its URL.
+
+    Attaches to the profile's running `labsky daemon`, or starts one (which
+    stops with the cockpit). Devices, plans and queue, live plots, camera,
+    runs, log. Ctrl-C stops it.
+    """
+    from labsky.daemon import DaemonError
+    from labsky.daemon.redis_server import RedisMissingError
+    from labsky.gui.server import CockpitError, api_key_from_environment, serve
+
+    _logging()
+    try:
+        serve(
+            find_profile(profile),
+            host=host,
+            port=port,
+            api_key=api_key_from_environment(),
+            echo=typer.echo,
+        )
+    except (CockpitError, DaemonError, RedisMissingError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
+ioc_app = LabskyTyper(
     help="Own an instrument and serve it to other processes over Channel Access.",
     no_args_is_help=True,
 )
@@ -758,7 +939,7 @@ def ioc_redpitaya(
             raise _fail(f"ioc redpitaya: {exc}") from None
 
 
-ring_app = typer.Typer(help="Inspect the Arrow ring buffer.", no_args_is_help=True)
+ring_app = LabskyTyper(help="Inspect the Arrow ring buffer.", no_args_is_help=True)
 app.add_typer(ring_app, name="ring")
 
 
@@ -795,8 +976,14 @@ def ring_tail(
     if not path.is_file():
         try:
             path = profile_ring_path(target)
-        except FileNotFoundError:
-            raise _fail(f"{target} is neither a ring file nor a profile", 2) from None
+        except FileNotFoundError as exc:
+            where = path.resolve()
+            looked = "it is a folder" if path.is_dir() else f"no file {where}"
+            raise _fail(
+                f"{target} is neither a ring file ({looked}) nor a profile ({exc}); "
+                "`labsky ring path PROFILE` prints a profile's ring file",
+                2,
+            ) from None
     if not path.exists():
         raise _fail(f"no ring file at {path}: is a session of it running?", 2)
     reader = RingReader(path, start=None if from_start else "latest")
@@ -807,7 +994,7 @@ def ring_tail(
             if item is None:
                 if timeout is not None and time.monotonic() - idle_since > timeout:
                     break
-                time.sleep(0.005)  # noqa: TID251 - own process, no RunEngine here
+                time.sleep(0.005)  # noqa: TID251 - polls the ring: its writer rings no bell
                 continue
             idle_since = time.monotonic()
             seen += 1

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from labsky.devices import DeviceKind, device_kinds
+from labsky.errors import LabskyError
 from labsky.sim.host import SimulationConfig
 from labsky.yaml_source import Loc, YamlSource, YamlSyntaxError, load_yaml
 
@@ -51,7 +52,7 @@ GroupName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(LabskyError, ValueError):
     """A declaration file is wrong. The message lists each problem as `file:line`.
 
     Attributes:
@@ -154,8 +155,62 @@ def _format_loc(loc: Loc) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _fields_at(model: Any, loc: Sequence[Any]) -> list[str]:
+    """The field names of the model at `loc` inside `model` (empty if unknown).
+
+    Follows fields, dict values, list items and tagged unions (pydantic puts
+    the tag, a device's kind, in the location).
+    """
+    import types
+    import typing
+
+    kind: Any = model
+    for part in loc:
+        while typing.get_origin(kind) is Annotated:
+            kind = typing.get_args(kind)[0]
+        origin = typing.get_origin(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            info = kind.model_fields.get(str(part))
+            if info is None:
+                return []
+            kind = info.annotation
+        elif origin is dict:
+            kind = typing.get_args(kind)[1]
+        elif origin in (list, tuple, Sequence):
+            kind = typing.get_args(kind)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [
+                m
+                for m in typing.get_args(kind)
+                if isinstance(m, type)
+                and issubclass(m, BaseModel)
+                and "kind" in m.model_fields
+                and typing.get_args(m.model_fields["kind"].annotation) == (part,)
+            ]
+            if not members:
+                return []
+            kind = members[0]
+        else:
+            return []
+    for _ in range(3):  # a model may sit in an Optional or an Annotated
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return list(kind.model_fields)
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(args) != 1:
+            return []
+        kind = args[0]
+    return []
+
+
+def _unknown_field(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    takes = f"it takes: {', '.join(known)}" if known else "check it against the schema"
+    return f"unknown field {name!r}; {hint}({takes})"
+
+
 def _pydantic_problems(
-    source: YamlSource, exc: ValidationError
+    source: YamlSource, exc: ValidationError, model: Any = None
 ) -> list[tuple[int, str]]:
     problems = []
     for error in exc.errors(include_url=False):
@@ -171,7 +226,8 @@ def _pydantic_problems(
             msg = "missing `kind:`; every device names the kind that builds it"
         elif error["type"] == "extra_forbidden":
             field_name = str(loc[-1]) if loc else "?"
-            msg = f"unknown field {field_name!r}; check its spelling against the schema"
+            known = _fields_at(model, loc[:-1]) if model is not None else []
+            msg = _unknown_field(field_name, known)
         elif "input" in error and error["type"] not in ("missing",):
             msg = f"{msg} (got {_quote(error['input'])})"
         problems.append((source.line_of(data_loc), f"{_format_loc(data_loc)}: {msg}"))
@@ -310,7 +366,8 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
             source.data, context={"base_dir": path.parent.resolve()}
         )
     except ValidationError as exc:
-        raise ConfigError(path, _pydantic_problems(source, exc)) from None
+        problems = _pydantic_problems(source, exc, _devices_file_model())
+        raise ConfigError(path, problems) from None
     decls: dict[str, DeviceDeclaration] = {}
     for name, decl in parsed.devices.items():  # type: ignore[attr-defined]
         decls[name] = DeviceDeclaration(
@@ -340,7 +397,7 @@ def load_model(path: Path, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(source.data)
     except ValidationError as exc:
-        raise ConfigError(path, _pydantic_problems(source, exc)) from None
+        raise ConfigError(path, _pydantic_problems(source, exc, model)) from None
 
 
 def _load_source(path: Path) -> YamlSource:
@@ -543,7 +600,7 @@ def load_profile(path: str | Path) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, _pydantic_problems(source, exc)) from None
+        raise ConfigError(path, _pydantic_problems(source, exc, Profile)) from None
     profile = profile.located(path.parent)
     problems = [
         (source.line_of((key, i)), f"{key}.{i}: {problem}")

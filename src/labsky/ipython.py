@@ -12,7 +12,11 @@ A profile's startup file is two lines::
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import yaml
 from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.protocols import Locatable
 from bluesky.utils import ProgressBarManager
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 from ophyd_async.core import Signal
@@ -29,8 +34,67 @@ from labsky.plans.signature import checked_plan
 from labsky.session import Session, start
 
 
-def _evaluate(shell: InteractiveShell, line: str) -> list[Any]:
-    return list(eval(f"[{', '.join(line.split())}]", shell.user_ns))  # noqa: S307
+def _move_pairs(
+    shell: InteractiveShell, session: Session, magic: str, line: str
+) -> list[tuple[str, Any, Any]]:
+    """`stage.x 1 rotator 2` as (name, device, position) triples, all checked.
+
+    Raises:
+        UsageError: For an odd number of words, a name that is no movable
+            device (with a did-you-mean) or a position that does not evaluate.
+    """
+    import difflib
+
+    words = line.split()
+    usage = f"%{magic} DEVICE POSITION [DEVICE POSITION ...], e.g. %{magic} stage.x 1.5"
+    if not words or len(words) % 2:
+        given = f"got {line.strip()!r}" if words else "got nothing"
+        raise UsageError(f"%{magic}: give each device a position ({given}); {usage}")
+    movables = list(_locatables(session, None))
+    pairs = []
+    for name, text in zip(words[::2], words[1::2], strict=True):
+        try:
+            device = eval(name, shell.user_ns)  # the user's own prompt
+        except Exception:  # noqa: BLE001 - a typo: say what is there instead
+            close = difflib.get_close_matches(name, movables, n=2, cutoff=0.6)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            raise UsageError(
+                f"%{magic}: no device {name!r}; {hint}(movables: "
+                f"{', '.join(movables)}; %wa shows where they are)"
+            ) from None
+        if not isinstance(device, Locatable):
+            raise UsageError(f"%{magic}: {name} cannot move (not a movable device)")
+        try:
+            value = eval(text, shell.user_ns)  # the user's own prompt
+        except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+            raise UsageError(
+                f"%{magic}: position {text!r} of {name}: {type(exc).__name__}: {exc}"
+            ) from None
+        pairs.append((name, device, value))
+    return pairs
+
+
+def _cause(exc: BaseException) -> str:
+    """The device's own error behind bluesky's FailedStatus, as one line."""
+    while exc.__cause__ is not None and "FailedStatus" in type(exc).__name__:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+@contextmanager
+def _quiet_bluesky_errors() -> Iterator[None]:
+    """Keep bluesky's logged traceback of a failed move off the prompt."""
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.levelno >= logging.ERROR)
+
+    log = logging.getLogger("bluesky")
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 async def _positions(devices: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -83,14 +147,34 @@ class LabskyMagics(Magics):
     @line_magic
     def mov(self, line: str) -> None:
         """Move to absolute positions: `%mov stage.x 1.5 stage.y -0.5`."""
-        args = _evaluate(self._shell, line)
-        self.session.run_engine(bps.mv(*args))
+        self._move("mov", line, bps.mv)
 
     @line_magic
     def movr(self, line: str) -> None:
         """Move relative to the current positions: `%movr stage.x 0.1`."""
-        args = _evaluate(self._shell, line)
-        self.session.run_engine(bps.mvr(*args))
+        self._move("movr", line, bps.mvr)
+
+    def _move(self, magic: str, line: str, plan: Any) -> None:
+        """Check the words, move, and print where each device went.
+
+        A bad line (no position, a misspelled device) is a one-line usage
+        error before anything moves; so is a move the device refuses.
+        """
+        from bluesky.run_engine import call_in_bluesky_event_loop
+
+        pairs = _move_pairs(self._shell, self.session, magic, line)
+        located = {name: device for name, device, _ in pairs}
+        before = {n: r for n, r, _ in call_in_bluesky_event_loop(_positions(located))}
+        args = [x for _, device, value in pairs for x in (device, value)]
+        with _quiet_bluesky_errors():
+            try:
+                self.session.run_engine(plan(*args))
+            except Exception as exc:  # noqa: BLE001 - one line says why
+                raise UsageError(f"%{magic}: {_cause(exc)}") from None
+        after = call_in_bluesky_event_loop(_positions(located))
+        width = max(len(n) for n in located)
+        for name, readback, _ in after:
+            print(f"{name:<{width}}  {_fmt(before[name])} -> {_fmt(readback)}")
 
     @line_magic
     def reconnect(self, line: str) -> None:
@@ -154,7 +238,11 @@ def start_in_ipython(
             raise ValueError("no profile given and IPython was started without one")
         profile = str(shell.profile_dir.location)
     directory = Path(profile)
+    # The live table prints a row per event; a progress bar redrawn beside it
+    # breaks into its rows, so at the prompt the table shows the progress.
+    kwargs.setdefault("progress", False)
     session = start(directory, **kwargs)
+    _close_before_thread_pools_stop(session)
     session.run_engine.waiting_hook = ProgressBarManager()  # type: ignore[assignment]
     bec = live_table_and_plots(session)
     shell.push({**prompt_namespace(session), "bec": bec})
@@ -163,6 +251,20 @@ def start_in_ipython(
     _set_prompt(shell, session)
     print(session.summary())
     return session
+
+
+def _close_before_thread_pools_stop(session: Session) -> None:
+    """Close the session at exit while devices can still use their threads.
+
+    `atexit` (where the session closes itself otherwise) runs after the
+    interpreter has stopped every thread pool, so a device that disconnects
+    on a thread of its own (the camera) failed with "cannot schedule new
+    futures after shutdown". Hooks registered with `threading` run before
+    that, latest first.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(session.close)
 
 
 def prompt_namespace(session: Session) -> dict[str, Any]:

@@ -19,11 +19,10 @@ def free_port() -> int:
 
 
 def die_with_parent() -> None:
-    """In the child (as `preexec_fn`): get SIGTERM when the parent dies (Linux).
+    """In the child itself: get SIGTERM when the parent dies (Linux).
 
-    Children are also started in their own session (`start_new_session`), so
-    a Ctrl-C at the terminal, which goes to the whole foreground process
-    group, reaches only labsky, which then stops them in order.
+    Not as `preexec_fn` (unsafe once threads run): children run through
+    `tethered`, which calls this in their own process before their program.
     """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -38,7 +37,7 @@ def pid_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no pid at all
         return False
     except PermissionError:
         pass  # it exists, owned by someone else

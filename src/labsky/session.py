@@ -11,6 +11,7 @@ catalog); and install the baseline. The IPython profile, the notebooks, the
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import logging
@@ -41,6 +42,7 @@ from labsky.device_manager import (
     disconnect_all,
     reconnect_device,
 )
+from labsky.errors import LabskyError
 from labsky.metadata import PersistentMetadata
 from labsky.pipeline import CatalogAddress, CatalogLag, DataPipeline, ring_path
 from labsky.pipeline.server import (
@@ -56,7 +58,7 @@ from labsky.sim import SimulatorHost
 logger = logging.getLogger(__name__)
 
 
-class SessionError(RuntimeError):
+class SessionError(LabskyError, RuntimeError):
     """The session cannot start; the message says what to fix."""
 
 
@@ -294,8 +296,12 @@ class Session:
     def close(self) -> None:
         """Store what is pending, stop the catalog server and the RE loop.
 
-        Safe to call more than once (it also runs at interpreter exit).
+        Safe to call more than once (it also runs at interpreter exit, until
+        it has run). The devices disconnect on this session's RunEngine loop,
+        the one they were connected on, even when a later RunEngine has since
+        become bluesky's loop of the process.
         """
+        atexit.unregister(self.close)
         run_engine = self.run_engine
         if run_engine.state not in ("idle", "panicked"):
             # Before the callbacks go: the stop document it emits must reach
@@ -313,7 +319,9 @@ class Session:
         loop = run_engine.loop
         if loop.is_running() and self.devices:
             try:
-                call_in_bluesky_event_loop(disconnect_all(self.devices), timeout=10)
+                asyncio.run_coroutine_threadsafe(
+                    disconnect_all(self.devices), loop
+                ).result(timeout=10)
             except Exception as exc:  # noqa: BLE001 - closing: report and go on
                 logger.warning("devices did not disconnect: %s", exc)
         if self.simulators is not None:
@@ -324,6 +332,8 @@ class Session:
             thread = getattr(run_engine, "_th", None)
             if thread is not None:
                 thread.join(timeout=5)
+            if not loop.is_running():
+                loop.close()  # its selector and self-pipe, not left to the GC
 
     def __enter__(self) -> Session:
         return self

@@ -22,7 +22,9 @@ from typing import Any
 import yaml
 
 from labsky.config import load_profile
-from labsky.processes import die_with_parent, free_port, stop
+from labsky.errors import LabskyError
+from labsky.processes import free_port, stop
+from labsky.tethered import tethered
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ PERMISSIONS = {
 }
 
 
-class DaemonError(RuntimeError):
+class DaemonError(LabskyError, RuntimeError):
     """The daemon could not start; the message says why and what to do."""
 
 
@@ -68,6 +70,8 @@ class DaemonAddresses:
         tiled_container: The container of runs in it.
         http: The REST server (bluesky-httpserver), if started.
         pid: The daemon's process id.
+        devices: The worker's device API (`labsky.daemon.device_api`), on
+            loopback: describe, read, set, stop and watch the devices.
     """
 
     profile: str
@@ -80,6 +84,7 @@ class DaemonAddresses:
     tiled_container: str = "raw"
     http: str | None = None
     pid: int = 0
+    devices: str | None = None
 
     def save(self, path: Path) -> None:
         """Write the file, readable by its owner only (it holds a key)."""
@@ -221,6 +226,8 @@ class Daemon:
             env["LABSKY_DAEMON_PUBLISH"] = feed_in
         control = f"tcp://127.0.0.1:{self.control_port or free_port()}"
         info = f"tcp://127.0.0.1:{self.info_port or free_port()}"
+        devices = f"tcp://127.0.0.1:{free_port()}"  # the worker serves it
+        env["LABSKY_DAEMON_DEVICES"] = devices
         self._manager = self._start_manager(redis, control, info, env)
         self._wait_for_manager(control, info)
         http = self._start_http(control, info) if self.http_port is not None else None
@@ -235,6 +242,7 @@ class Daemon:
             tiled_container=self.profile.tiled.container,
             http=http,
             pid=os.getpid(),
+            devices=devices,
         )
         self.addresses.save(self.addresses_file)
         if self.open_environment:
@@ -284,13 +292,12 @@ class Daemon:
         ]  # fmt: skip
         log = (self.directory / "manager.log").open("ab")
         process = subprocess.Popen(
-            args,
+            tethered(args),  # it gets SIGTERM if we die
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=self.directory,
-            preexec_fn=die_with_parent,
             start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )
         log.close()
@@ -315,7 +322,7 @@ class Daemon:
                     api.status()
                     return
                 except Exception:  # noqa: BLE001 - not answering yet
-                    time.sleep(0.2)  # noqa: TID251 - the daemon's own thread
+                    time.sleep(0.2)  # noqa: TID251 - polls: no sign it listens but an answer
             raise DaemonError(f"the RE Manager did not answer on {control}")
         finally:
             api.close()
@@ -344,18 +351,17 @@ class Daemon:
         }
         log = (self.directory / "http.log").open("ab")
         self._http = subprocess.Popen(
-            [
+            tethered([  # it gets SIGTERM if we die
                 sys.executable,
                 "-c",
                 "from bluesky_httpserver.server import start_server; start_server()",
                 "--host", "127.0.0.1",
                 "--port", str(port),
-            ],
+            ]),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            preexec_fn=die_with_parent,
             start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )  # fmt: skip
         log.close()
@@ -376,7 +382,7 @@ class Daemon:
                 httpx.get(f"{url}/api", timeout=1)
                 return
             except httpx.HTTPError:
-                time.sleep(0.2)  # noqa: TID251 - the daemon's own thread
+                time.sleep(0.2)  # noqa: TID251 - polls: no sign it listens but an answer
         raise DaemonError(f"the REST server did not answer on {url}")
 
     def log_tail(self, lines: int = 30) -> str:
@@ -412,7 +418,7 @@ class Daemon:
         if self._tiled is not None:
             # the worker's storage process registers its last runs: let it
             # finish before the catalog goes, or it (and the next start) waits
-            from labsky.pipeline.recover import live_worker
+            from labsky.pipeline.holders import live_worker
             from labsky.processes import wait_for_exit
 
             worker = live_worker(self.data_dir / "runs")

@@ -15,7 +15,8 @@ variables set by the daemon:
   and the data directory the daemon uses;
 - `LABSKY_DAEMON_TILED_URI` / `LABSKY_DAEMON_TILED_KEY`: the daemon's Tiled
   server, used instead of an embedded one so it outlives the worker;
-- `LABSKY_DAEMON_PUBLISH`: the 0MQ proxy's input address, if publishing.
+- `LABSKY_DAEMON_PUBLISH`: the 0MQ proxy's input address, if publishing;
+- `LABSKY_DAEMON_DEVICES`: where to serve the device API (`device_api`).
 """
 
 from __future__ import annotations
@@ -30,5 +31,6 @@ globals().update(
         data_dir=os.environ.get("LABSKY_DAEMON_DATA_DIR"),
         tiled_uri=os.environ.get("LABSKY_DAEMON_TILED_URI"),
         publish=os.environ.get("LABSKY_DAEMON_PUBLISH"),
+        device_api=os.environ.get("LABSKY_DAEMON_DEVICES"),
     )
 )

@@ -23,6 +23,7 @@ def worker_namespace(
     data_dir: str | None = None,
     tiled_uri: str | None = None,
     publish: str | None = None,
+    device_api: str | None = None,
 ) -> dict[str, Any]:
     """Start the profile's session and return the names the worker exposes.
 
@@ -31,6 +32,7 @@ def worker_namespace(
         data_dir: The data directory (default: the profile's).
         tiled_uri: The daemon's Tiled server (replaces an `embedded` one).
         publish: A 0MQ proxy's input address to publish documents to.
+        device_api: Where to serve the device API (`tcp://127.0.0.1:PORT`).
 
     Returns:
         `RE`, `labsky_session`, the devices and the wrapped plans by name.
@@ -53,6 +55,15 @@ def worker_namespace(
         session.subscribe(Publisher(publish))
     for name, error in session.device_errors.items():
         logger.error("device %s is not available: %s", name, error)
+    if device_api:
+        from labsky.daemon.device_api import DeviceService
+
+        try:
+            service = DeviceService(session, device_api).start()
+        except Exception as exc:  # noqa: BLE001 - the queue works without it
+            logger.error("the device API is not served: %s", exc)
+        else:
+            multiprocessing.util.Finalize(None, service.close, exitpriority=20)
     return namespace_of(session)
 
 
