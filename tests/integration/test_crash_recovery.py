@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import h5py
 import numpy as np
@@ -18,6 +17,7 @@ from labsky.pipeline import ring_path
 from labsky.pipeline.ring import RingReader
 from labsky.pipeline.ring.layout import CURSORS_OFFSET
 from labsky.pipeline.server import LocalTiled, runs_container
+from labsky.testing.waiting import wait_until
 
 from ..conftest import REPO
 
@@ -95,10 +95,7 @@ def recover_by_starting_a_session(profile_dir, replayed):
 
 
 def wait_gone(path, timeout=60):
-    deadline = time.monotonic() + timeout
-    while path.exists():
-        assert time.monotonic() < deadline, f"{path} still there after {timeout} s"
-        time.sleep(0.1)
+    wait_until(lambda: not path.exists(), f"{path} removed", timeout)
 
 
 @pytest.mark.slow
@@ -123,13 +120,15 @@ def test_kill_minus_nine_mid_scan_loses_nothing(tmp_path, killed, recover):
     # Let the scan run. Files are flushed on a 30 s bound or when half the ring
     # (2048 slots of 16 KiB) is uncommitted, so hundreds of rows are only in
     # the ring when the kill comes.
-    deadline = time.monotonic() + 60
     profile = load_profile(profile_dir)
     path = ring_path(profile.ring, profile.name, profile.data_path)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if path.exists() and len(events_in_ring(path, committed_cursor(path))) > 500:
-            break
+    wait_until(
+        lambda: (
+            path.exists() and len(events_in_ring(path, committed_cursor(path))) > 500
+        ),
+        "500 events in the ring that are not yet in the run file",
+        every=0.5,
+    )
     worker = int((runs_dir / "storage-worker.pid").read_text())
     os.kill(process.pid, signal.SIGKILL)
     if killed == "everything":

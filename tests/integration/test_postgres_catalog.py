@@ -7,13 +7,15 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from tiled.client import from_uri
 from tiled.queries import Key
+
+from labsky.testing.waiting import wait_until
 
 from ..conftest import REPO
 
@@ -64,12 +66,17 @@ def postgres():
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(
-            ["pg_isready", "-h", "127.0.0.1", "-p", str(port)], capture_output=True
-        ).returncode:
-            assert time.monotonic() < deadline, "PostgreSQL did not start"
-            time.sleep(0.2)
+        wait_until(
+            lambda: (
+                not subprocess.run(
+                    ["pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                    capture_output=True,
+                ).returncode
+            ),
+            "PostgreSQL accepting connections",
+            30,
+            every=0.2,
+        )
         subprocess.run(
             ["createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "labsky", "catalog"],
             check=True,
@@ -81,7 +88,7 @@ def postgres():
         shutil.rmtree(home, ignore_errors=True)
 
 
-def serve(data_dir, catalog, port, key):
+def serve(data_dir, catalog, port, key, *options):
     process = subprocess.Popen(
         [
             sys.executable,
@@ -94,22 +101,28 @@ def serve(data_dir, catalog, port, key):
             catalog,
             "--port",
             str(port),
-            "--api-key",
-            key,
+            *options,
         ],
         stdout=(data_dir.parent / "serve.log").open("a"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, "LABSKY_TILED_API_KEY": key},
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return process, from_uri(f"http://127.0.0.1:{port}", api_key=key)
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                print((data_dir.parent / "serve.log").read_text()[-3000:])
-                raise
-            time.sleep(0.3)
+
+    def connected():
+        if process.poll() is not None:
+            log = (data_dir.parent / "serve.log").read_text()[-3000:]
+            raise AssertionError(f"labsky serve exited {process.returncode}:\n{log}")
+        try:  # in a list: an empty catalog's client is falsy
+            return [from_uri(f"http://127.0.0.1:{port}", api_key=key)]
+        except httpx.TransportError:
+            return None  # not listening yet
+
+    try:
+        (client,) = wait_until(connected, "labsky serve answering", 60, 0.3)
+        return process, client
+    except BaseException:
+        process.kill()
+        raise
 
 
 def test_runs_go_to_a_postgresql_catalog_and_survive_a_server_restart(
@@ -129,7 +142,7 @@ def test_runs_go_to_a_postgresql_catalog_and_survive_a_server_restart(
         )
     )
     monkeypatch.setenv("PG_TILED_KEY", key)
-    process, _ = serve(data_dir, postgres, port, key)
+    process, _ = serve(data_dir, postgres, port, key, "--create")  # no runs yet
     try:
         from labsky.session import start
 

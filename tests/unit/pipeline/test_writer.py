@@ -1,5 +1,4 @@
 import json
-import time
 
 import bluesky.plans as bp
 import numpy as np
@@ -10,6 +9,7 @@ from ophyd_async.sim import PatternGenerator, SimMotor, SimPointDetector
 from labsky.pipeline.ring import RingBuffer, RingReader
 from labsky.pipeline.writer import RingWriter
 from labsky.testing import DocumentCollector, validate_document
+from labsky.testing.waiting import wait_until
 
 
 def read_log(path):
@@ -184,10 +184,14 @@ def test_slow_events_go_out_at_once_and_a_burst_is_batched_then_flushed(tmp_path
     assert [b.batch.num_rows for b in reader.read_available()] == [1]
     for i in range(1, 51):  # a burst: gathered
         writer.event(_event(i))
-    time.sleep(0.02)
-    first = reader.read_available()
-    assert sum(b.batch.num_rows for b in first) < 50
-    time.sleep(0.4)  # the timer publishes the rest of the burst
-    rest = reader.read_available()
-    assert sum(b.batch.num_rows for b in first + rest) == 50
+    first = sum(b.batch.num_rows for b in reader.read_available())
+    assert first < 50  # gathered, not one batch per event
+    rows = [first]
+
+    def all_published():  # the timer publishes the rest of the burst
+        rows.extend(b.batch.num_rows for b in reader.read_available())
+        return sum(rows) >= 50
+
+    wait_until(all_published, "the burst's last rows published by the timer", 10)
+    assert sum(rows) == 50
     writer.close()
