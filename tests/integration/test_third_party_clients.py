@@ -88,13 +88,8 @@ def test_pymeasure_esp300_axes_units_moves_waits_and_errors(stage):
 
 
 def test_instrumentkit_esp301_axes_units_moves_waits_and_errors(stage):
-    ik = pytest.importorskip(
-        "instruments",
-        reason="InstrumentKit 0.6.0 (the last on PyPI) pins ruamel.yaml~=0.15.37, "
-        "which does not build on Python 3.11; install it with pip install "
-        "--no-deps instrumentkit==0.6.0 quantities future python-vxi11 "
-        "python-usbtmc pyusb",
-    )
+    # installed by .ci/install-system-packages (its pins do not build on 3.11)
+    import instruments as ik
     import quantities as pq
     from instruments.newport.errors import NewportError
 
