@@ -32,9 +32,9 @@ from labsky.devices.pvcam import (
     FrameRing,
     FrameWriter,
     PvcamDetector,
-    SimCamera,
 )
 from labsky.plans import fly_frames
+from labsky.sim.camera import SimCamera
 
 
 async def _set(detector: PvcamDetector, signal: str, value: object) -> None:

@@ -4,20 +4,47 @@ It plays the part a PandA or a delay generator plays in the lab: `prepare`
 sets a pulse train, `kickoff` starts it on a trigger line of the simulated
 table, `complete` ends when the last pulse has. A camera in edge or level
 mode on the same line takes one exposure per pulse.
+
+The lines come from the session's `sim_world` fixture (`labsky.sim.table`),
+typed here by what the generator needs of them (`TriggerLines`), so device
+code never imports the simulation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from ophyd_async.core import AsyncStatus, StandardReadable, soft_signal_rw
 from ophyd_async.core import StandardReadableFormat as Format
 from pydantic import BaseModel, ConfigDict, Field
 
-from labsky.devices.registry import DeviceKind
-from labsky.sim.world import World
+from labsky.kinds import DeviceKind
+
+
+class PulseLine(Protocol):
+    """A trigger line pulses are scheduled on."""
+
+    def schedule(self, start: float, period: float, width: float, count: int) -> float:
+        """Add `count` pulses every `period` from `start` (monotonic s).
+
+        Returns:
+            When the last pulse ends.
+        """
+        ...
+
+    def clear(self) -> None:
+        """Forget pulses not taken yet."""
+        ...
+
+
+class TriggerLines(Protocol):
+    """Where the trigger lines are: the `sim_world` fixture."""
+
+    def trigger_line(self, name: str) -> PulseLine:
+        """The trigger line `name`."""
+        ...
 
 
 class PulseTrain(BaseModel):
@@ -39,13 +66,13 @@ class SimPulseGenerator(StandardReadable):
     """Pulses on a trigger line of the simulated table.
 
     Args:
-        world: The simulated table.
+        lines: Where the line is: the simulated table.
         line: The trigger line (a camera's `trigger_line`).
         name: The device name.
     """
 
-    def __init__(self, world: World, line: str = "camera", name: str = ""):
-        self._line = world.trigger_line(line)
+    def __init__(self, lines: TriggerLines, line: str = "camera", name: str = ""):
+        self._line = lines.trigger_line(line)
         with self.add_children_as_readables(Format.CONFIG_SIGNAL):
             self.count = soft_signal_rw(int, 1)
             self.period = soft_signal_rw(float, 0.1, units="s")
@@ -98,7 +125,7 @@ class PulseGeneratorParams(BaseModel):
 
 
 def sim_pulse_generator(
-    params: PulseGeneratorParams, sim_world: World | None
+    params: PulseGeneratorParams, sim_world: TriggerLines | None
 ) -> SimPulseGenerator:
     """Build a pulse generator on the profile's simulated table."""
     if sim_world is None:

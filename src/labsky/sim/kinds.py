@@ -1,9 +1,10 @@
-"""Kinds for ophyd-async's simulated devices.
+"""The device kinds the simulation registers: ophyd-async's simulated devices.
 
-These give every profile something to scan before any lab instrument is
-declared: a pattern generator (the shared "world" the simulated stage moves
-through), motors and stages, a multi-channel point detector and a camera-like
-blob detector that writes HDF5 frames and emits StreamResource/StreamDatum.
+`labsky.kind_registry` adds them to the registry of device kinds. They give
+every profile something to scan before any lab instrument is declared: a
+pattern generator (the shared "world" the simulated stage moves through),
+motors and stages, a multi-channel point detector and a camera-like blob
+detector that writes HDF5 frames and emits StreamResource/StreamDatum.
 
 The pattern is the simulated table's beam (`labsky.sim.world`): a Gaussian
 spot on the sample plane, as bright as the laser, shutter and polarisation
@@ -16,7 +17,6 @@ share (a polariser turned there dims it here).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import numpy as np
 from ophyd_async.core import PathProvider
@@ -29,7 +29,8 @@ from ophyd_async.sim import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from labsky.devices.registry import DeviceKind, NoParams
+from labsky.kinds import DeviceKind, NoParams
+from labsky.sim.table import SimulatedTable
 from labsky.sim.world import LaserParams, World, WorldParams
 
 
@@ -135,9 +136,12 @@ class BeamPointDetector(SimPointDetector):
             setter(int(self._rng.poisson(max(mean, 0.0))))
 
 
-def sim_pattern(params: SimPatternParams, sim_world: Any) -> BeamPattern:
+def sim_pattern(
+    params: SimPatternParams, sim_world: SimulatedTable | None
+) -> BeamPattern:
     """Build the beam the simulated devices share (the profile's table, if any)."""
-    return BeamPattern(sim_world, background=params.background)
+    world = sim_world.world if sim_world is not None else None
+    return BeamPattern(world, background=params.background)
 
 
 def sim_motor(params: SimMotorParams) -> SimMotor:

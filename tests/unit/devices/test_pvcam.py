@@ -25,11 +25,11 @@ from labsky.devices.pvcam import (
     CameraUnavailableError,
     PvcamDetector,
     PyVcamBackend,
-    SimCamera,
     TriggerMode,
 )
 from labsky.devices.pvcam._frames import FrameWriter
 from labsky.plans import fly_frames
+from labsky.sim.camera import SimCamera
 from labsky.sim.world import World, WorldParams
 
 
@@ -291,3 +291,56 @@ def test_without_pvcam_the_pyvcam_backend_says_what_to_install(
         match="cam: backend pyvcam needs .* PVCAM runtime.*backend: sim",
     ):
         connect_devices(cam)
+
+
+def test_the_kinds_get_the_simulated_camera_and_trigger_line_from_sim_world(
+    world, tmp_path, run_engine, connect_devices, collect_documents
+):
+    from labsky.devices.pulse_generator import PulseGeneratorParams, sim_pulse_generator
+    from labsky.devices.pvcam import PvcamParams, pvcam
+    from labsky.sim import SimulatedTable
+
+    table = SimulatedTable(world)
+    paths = StaticPathProvider(UUIDFilenameProvider(), tmp_path)
+    cam = pvcam(PvcamParams(backend="sim", model="kinetix"), paths, table)
+    pulser = sim_pulse_generator(PulseGeneratorParams(line="camera"), table)
+    cam.set_name("cam")
+    pulser.set_name("pulser")
+    connect_devices(cam, pulser)
+    assert (
+        isinstance(cam.driver.backend, SimCamera) and cam.driver.backend.world is world
+    )
+    assert call(cam.model.get_value()) == "Kinetix"
+    run_engine(
+        fly_frames(cam, 5, 0.002, trigger_source=pulser, period=0.02, trigger="edge"),
+        collect_documents,
+    )  # the pulser's pulses reached the camera: one frame each
+    with h5py.File(frame_file(collect_documents), "r") as f:
+        assert len(f["/entry/frame_number"]) == 5
+
+
+def test_without_sim_world_the_simulated_kinds_say_what_they_need(tmp_path):
+    from labsky.devices.pulse_generator import PulseGeneratorParams, sim_pulse_generator
+    from labsky.devices.pvcam import PvcamParams, pvcam
+    from labsky.sim import SimulatedTable
+
+    paths = StaticPathProvider(UUIDFilenameProvider(), tmp_path)
+    with pytest.raises(ValueError, match="backend sim: no simulation to put the"):
+        pvcam(PvcamParams(backend="sim"), paths, None)
+    with pytest.raises(ValueError, match="give the profile a `simulation:` section"):
+        sim_pulse_generator(PulseGeneratorParams(), None)
+    # A session without simulators: cameras see a fixed spot, no trigger lines.
+    no_world = SimulatedTable(None)
+    camera = no_world.camera_backend("prime_bsi", trigger_line="c", pixels_per_mm=1)
+    assert camera.world is None and camera.info.model == "Prime BSI"
+    with pytest.raises(ValueError, match="trigger line 'camera' is on the simulated"):
+        sim_pulse_generator(PulseGeneratorParams(), no_world)
+
+
+def test_the_model_table_has_every_model_a_declaration_can_name():
+    import typing
+
+    from labsky.devices.pvcam import MODELS, PvcamParams
+
+    annotation = PvcamParams.model_fields["model"].annotation
+    assert set(typing.get_args(annotation)) == set(MODELS)

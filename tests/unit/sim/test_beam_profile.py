@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from labsky.devices.sim import BeamPattern, BeamPointDetector
+from labsky.sim.kinds import BeamPattern, BeamPointDetector
 from labsky.sim.motion import Axis
 from labsky.sim.world import World, WorldParams
 

@@ -39,7 +39,7 @@ from labsky.devices.declarative._table import (
     load_table,
     parse_reply,
 )
-from labsky.devices.registry import DeviceKind
+from labsky.kinds import DeviceKind
 from labsky.transports import SerialLink, make_link
 
 

@@ -4,7 +4,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labsky.devices.elliptec._bus import ElliptecBus, ElliptecInfo, parse_info
 from labsky.devices.elliptec._ell14 import Ell14
-from labsky.devices.registry import DeviceKind
+from labsky.kinds import DeviceKind
 
 
 class ElliptecBusParams(BaseModel):

@@ -11,7 +11,7 @@ from labsky.devices.newport._power_meter import (
     Newport1830C,
     parse_reading,
 )
-from labsky.devices.registry import DeviceKind
+from labsky.kinds import DeviceKind
 
 AxisName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 

@@ -2,10 +2,12 @@
 
 Two backends behind one interface: `pyvcam` (a real camera; needs the PVCAM
 runtime, imported only when the camera opens) and `sim` (a simulated camera on
-the simulated table).
+the simulated table). The simulated one is not imported here: it comes from
+the session's `sim_world` fixture (`CameraSimulation`), so device code never
+imports the simulation.
 """
 
-from typing import Any, Literal
+from typing import Literal, Protocol
 
 from ophyd_async.core import PathProvider
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +19,9 @@ from labsky.devices.pvcam._backend import (
     CameraParameterError,
     CameraUnavailableError,
     ClearMode,
+    Done,
     FrameInfo,
+    FrameSink,
     FrameTimeoutError,
     ReadoutPort,
     Settings,
@@ -25,9 +29,9 @@ from labsky.devices.pvcam._backend import (
 )
 from labsky.devices.pvcam._detector import DroppedFramesError, PvcamDetector
 from labsky.devices.pvcam._frames import FrameRing, FrameWriter
+from labsky.devices.pvcam._models import MODELS
 from labsky.devices.pvcam._pyvcam import PyVcamBackend
-from labsky.devices.pvcam._sim import MODELS, SimCamera
-from labsky.devices.registry import DeviceKind
+from labsky.kinds import DeviceKind
 
 
 class PvcamParams(BaseModel):
@@ -70,15 +74,31 @@ class PvcamParams(BaseModel):
     )
 
 
+class CameraSimulation(Protocol):
+    """What the `sim` backend needs of the `sim_world` fixture (`labsky.sim.table`)."""
+
+    def camera_backend(
+        self, model: str, *, trigger_line: str, pixels_per_mm: float
+    ) -> CameraBackend:
+        """A simulated camera of `model` on the simulated table."""
+        ...
+
+
 def pvcam(
-    params: PvcamParams, path_provider: PathProvider, sim_world: Any
+    params: PvcamParams,
+    path_provider: PathProvider,
+    sim_world: CameraSimulation | None,
 ) -> PvcamDetector:
     """Build a PVCAM camera with the chosen backend."""
     backend: CameraBackend
     if params.backend == "sim":
-        backend = SimCamera(
+        if sim_world is None:
+            raise ValueError(
+                "backend sim: no simulation to put the camera in (the session's "
+                "`sim_world` fixture); build it in a session, or use backend pyvcam"
+            )
+        backend = sim_world.camera_backend(
             params.model,
-            world=sim_world,
             trigger_line=params.trigger_line,
             pixels_per_mm=params.pixels_per_mm,
         )
@@ -114,13 +134,16 @@ __all__ = [
     "KINDS",
     "MODELS",
     "CameraBackend",
+    "CameraSimulation",
     "CameraError",
     "CameraInfo",
     "CameraParameterError",
     "CameraUnavailableError",
     "ClearMode",
+    "Done",
     "DroppedFramesError",
     "FrameInfo",
+    "FrameSink",
     "FrameRing",
     "FrameTimeoutError",
     "FrameWriter",
@@ -128,6 +151,5 @@ __all__ = [
     "PyVcamBackend",
     "ReadoutPort",
     "Settings",
-    "SimCamera",
     "TriggerMode",
 ]

@@ -386,7 +386,7 @@ class PvcamDetector(StandardDetector):
     `-centroid_x`, `-centroid_y`), which are hinted for live plots.
 
     Args:
-        backend: The camera: `PyVcamBackend` or `SimCamera`.
+        backend: The camera: `PyVcamBackend`, or `labsky.sim.camera.SimCamera`.
         path_provider: Where frame files go.
         ring_mb: Memory of the frame ring between camera and writer, MiB
             (at least two frames); allocated once per frame size.

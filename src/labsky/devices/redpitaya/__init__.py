@@ -43,7 +43,7 @@ from labsky.devices.redpitaya._settings import (
     Units,
     Waveform,
 )
-from labsky.devices.registry import DeviceKind
+from labsky.kinds import DeviceKind
 from labsky.transports import LineSettings, Link, is_visa_resource, make_link
 
 if TYPE_CHECKING:

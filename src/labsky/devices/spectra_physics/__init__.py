@@ -2,13 +2,13 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from labsky.devices.registry import DeviceKind
 from labsky.devices.spectra_physics._maitai import (
     MaiTai,
     Shutter,
     parse_quantity,
     parse_status,
 )
+from labsky.kinds import DeviceKind
 
 
 class MaiTaiParams(BaseModel):
