@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from labsky.config import load_devices
-from labsky.devices import device_kinds
+from labsky.kind_registry import device_kinds
 from labsky.plan_loader import load_plan_module
 from tests.conftest import REPO
 
@@ -20,7 +20,7 @@ def test_folders_are_not_empty():
 @pytest.mark.parametrize("path", DEVICE_FILES, ids=lambda p: p.name)
 def test_device_declarations_validate(path):
     written = yaml.safe_load(path.read_text())["devices"]
-    declared = load_devices(path)
+    declared = load_devices(path, device_kinds())
     # every device of the file, under its name, of the kind it names
     assert {name: d.kind for name, d in declared.items()} == {
         name: entry["kind"] for name, entry in written.items()

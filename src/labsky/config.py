@@ -1,21 +1,28 @@
 """Declarations as validated data: `devices/*.yaml` and `profiles/*/profile.yaml`.
 
 Two pydantic models describe the files. Per-kind `params` are checked by the
-model each kind registers (`labsky.devices.device_kinds`), so a typo in a
-parameter fails when the file is loaded, with the file and the line, not in the
-middle of a scan. `devices_schema()` and `profile_schema()` export JSON schemas
-for editors.
+model each kind registers, so a typo in a parameter fails when the file is
+loaded, with the file and the line, not in the middle of a scan.
+`devices_schema()` and `profile_schema()` export JSON schemas for editors.
+
+This module sits at the bottom of labsky and imports no device code: the
+kinds a devices file may name are given to it (`load_devices(path, kinds)`,
+with `labsky.kind_registry.device_kinds()`), and so is the model of a
+profile's `simulation:` section (`load_profile(path, simulation)`, with
+`labsky.sim.SimulationConfig`).
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import keyword
 import os
+import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar, overload
 
 import platformdirs
 from pydantic import (
@@ -28,9 +35,8 @@ from pydantic import (
     create_model,
 )
 
-from labsky.devices import DeviceKind, device_kinds
 from labsky.errors import LabskyError
-from labsky.sim.host import SimulationConfig
+from labsky.kinds import Kinds
 from labsky.yaml_source import Loc, YamlSource, YamlSyntaxError, load_yaml
 
 #: Objects the session provides to factories that ask for them by name.
@@ -50,6 +56,7 @@ KNOWN_GROUPS = {
 
 GroupName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 ModelT = TypeVar("ModelT", bound=BaseModel)
+SimulationT = TypeVar("SimulationT")
 
 
 class ConfigError(LabskyError, ValueError):
@@ -91,20 +98,33 @@ class _Declaration(BaseModel):
     )
 
 
-def _declaration_model(kind: DeviceKind) -> type[_Declaration]:
+#: What a kind's declaration model is made of: name, summary, params model.
+_KindKey = tuple[str, str, type[BaseModel]]
+
+
+def _declaration_model(
+    name: str, summary: str, params: type[BaseModel]
+) -> type[_Declaration]:
     model = create_model(
-        f"Declaration_{kind.name}",
+        f"Declaration_{name}",
         __base__=_Declaration,
-        __doc__=kind.summary or f"A device of kind {kind.name}.",
-        kind=(Literal[kind.name], Field(description=kind.summary)),  # type: ignore[valid-type]
-        params=(kind.params, Field(default_factory=kind.params)),
+        __doc__=summary or f"A device of kind {name}.",
+        kind=(Literal[name], Field(description=summary)),  # type: ignore[valid-type]
+        params=(params, Field(default_factory=params)),
     )
     return model
 
 
+def _devices_file_model(kinds: Kinds) -> type[BaseModel]:
+    """The model of a devices file whose devices may be of `kinds`."""
+    return _file_model(tuple((k.name, k.summary, k.params) for k in kinds.values()))
+
+
 @cache
-def _devices_file_model() -> type[BaseModel]:
-    models = tuple(_declaration_model(k) for k in device_kinds().values())
+def _file_model(kinds: tuple[_KindKey, ...]) -> type[BaseModel]:
+    if not kinds:
+        raise ValueError("no device kinds to validate declarations against")
+    models = tuple(_declaration_model(*key) for key in kinds)
     union = Annotated[
         models[0] if len(models) == 1 else _union(models),  # type: ignore[valid-type]
         Field(discriminator="kind"),
@@ -210,8 +230,12 @@ def _unknown_field(name: str, known: list[str]) -> str:
 
 
 def _pydantic_problems(
-    source: YamlSource, exc: ValidationError, model: Any = None
+    source: YamlSource,
+    exc: ValidationError,
+    model: Any = None,
+    kinds: Iterable[str] | None = None,
 ) -> list[tuple[int, str]]:
+    """Each error of `exc` at its line; `kinds`: the device kinds a file may name."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
@@ -221,7 +245,12 @@ def _pydantic_problems(
         msg = error["msg"]
         if error["type"] == "union_tag_invalid":
             data_loc = (*data_loc, "kind")
-            msg = _unknown_kind(str(error["input"].get("kind")))
+            kind = str(error["input"].get("kind"))
+            if kinds is not None:
+                msg = _unknown_kind(kind, kinds)
+            else:  # another registry's kinds (simulators): the tags pydantic lists
+                tags = str(error.get("ctx", {}).get("expected_tags", ""))
+                msg = _unknown_tag(kind, sorted(re.findall(r"'([^']*)'", tags)))
         elif error["type"] == "union_tag_not_found":
             msg = "missing `kind:`; every device names the kind that builds it"
         elif error["type"] == "extra_forbidden":
@@ -240,20 +269,20 @@ def _quote(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
-def _unknown_kind(kind: str) -> str:
-    known = sorted(device_kinds())
+def _unknown_kind(kind: str, kinds: Iterable[str]) -> str:
+    unknown = _unknown_tag(kind, sorted(kinds))
+    return f"{unknown} (`labsky check --kinds` describes them)"
+
+
+def _unknown_tag(kind: str, known: list[str]) -> str:
     close = difflib.get_close_matches(kind, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return (
-        f"unknown kind {kind!r}; {hint}known kinds: {', '.join(known)} "
-        "(`labsky check --kinds` describes them)"
-    )
+    return f"unknown kind {kind!r}; {hint}known kinds: {', '.join(known)}"
 
 
 def _check_graph(
-    source: YamlSource, decls: dict[str, DeviceDeclaration]
+    source: YamlSource, decls: dict[str, DeviceDeclaration], kinds: Kinds
 ) -> list[tuple[int, str]]:
-    kinds = device_kinds()
     problems: list[tuple[int, str]] = []
     for name, decl in decls.items():
         line = source.line_of(("devices", name))
@@ -343,11 +372,13 @@ def _cycles(
     return problems
 
 
-def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
+def load_devices(path: str | Path, kinds: Kinds) -> dict[str, DeviceDeclaration]:
     """Load and validate a devices declaration file.
 
     Args:
         path: A `devices/*.yaml` file.
+        kinds: The kinds its devices may name, by name: the registry,
+            `labsky.kind_registry.device_kinds()`.
 
     Returns:
         Declarations by device name, in file order.
@@ -361,12 +392,13 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
         raise ConfigError(
             path, [(1, "expected a mapping with a top-level `devices:` key")]
         )
+    model = _devices_file_model(kinds)
     try:
-        parsed = _devices_file_model().model_validate(
+        parsed = model.model_validate(
             source.data, context={"base_dir": path.parent.resolve()}
         )
     except ValidationError as exc:
-        problems = _pydantic_problems(source, exc, _devices_file_model())
+        problems = _pydantic_problems(source, exc, model, kinds)
         raise ConfigError(path, problems) from None
     decls: dict[str, DeviceDeclaration] = {}
     for name, decl in parsed.devices.items():  # type: ignore[attr-defined]
@@ -381,7 +413,7 @@ def load_devices(path: str | Path) -> dict[str, DeviceDeclaration]:
             description=decl.description,
             source=f"{path}:{source.line_of(('devices', name))}",
         )
-    problems = _check_graph(source, decls)
+    problems = _check_graph(source, decls, kinds)
     if problems:
         raise ConfigError(path, problems)
     return decls
@@ -475,7 +507,7 @@ class StorageConfig(BaseModel):
     stall_seconds: float = Field(default=60.0, gt=0)
 
 
-class Profile(BaseModel):
+class Profile(BaseModel, Generic[SimulationT]):
     """A `profiles/<name>/profile.yaml`: everything a session is built from.
 
     Relative paths are relative to the profile's directory.
@@ -511,7 +543,9 @@ class Profile(BaseModel):
     tiled: TiledConfig = Field(default_factory=lambda: TiledConfig())
     ring: RingConfig = Field(default_factory=lambda: RingConfig())
     storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
-    simulation: SimulationConfig | None = None
+    # The simulation owns the model of its section: Profile[SimulationConfig]
+    # (labsky.sim); load_profile without it keeps the section as a mapping.
+    simulation: SimulationT | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     _directory: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -520,7 +554,7 @@ class Profile(BaseModel):
         """The profile's directory; relative paths are resolved against it."""
         return self._directory
 
-    def located(self, directory: Path) -> Profile:
+    def located(self, directory: Path) -> Self:
         """Return a copy whose relative paths resolve against `directory`."""
         profile = self.model_copy()
         profile._directory = directory.resolve()
@@ -575,11 +609,25 @@ def find_profile(name: str) -> Path:
     raise FileNotFoundError(f"no profile {name!r} (looked in {tried})")
 
 
-def load_profile(path: str | Path) -> Profile:
+@overload
+def load_profile(path: str | Path) -> Profile[dict[str, Any]]: ...
+
+
+@overload
+def load_profile(
+    path: str | Path, simulation: type[SimulationT]
+) -> Profile[SimulationT]: ...
+
+
+def load_profile(path: str | Path, simulation: type | None = None) -> Profile[Any]:
     """Load a profile from a `profile.yaml` file or the directory holding one.
 
     Args:
         path: The file, or its directory.
+        simulation: The model of the `simulation:` section
+            (`labsky.sim.SimulationConfig`); without it the section is only
+            checked to be a mapping (enough for what the data directory,
+            ring and catalog settings are needed for).
 
     Returns:
         The validated profile, with `directory` set.
@@ -597,10 +645,11 @@ def load_profile(path: str | Path) -> Profile:
     data = source.data or {}
     if not isinstance(data, dict):
         raise ConfigError(path, [(1, "expected a mapping of profile settings")])
+    model = Profile[simulation if simulation is not None else dict[str, Any]]
     try:
-        profile = Profile.model_validate(data)
+        profile = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, _pydantic_problems(source, exc, Profile)) from None
+        raise ConfigError(path, _pydantic_problems(source, exc, model)) from None
     profile = profile.located(path.parent)
     problems = [
         (source.line_of((key, i)), f"{key}.{i}: {problem}")
@@ -613,7 +662,7 @@ def load_profile(path: str | Path) -> Profile:
     return profile
 
 
-def _file_problem(profile: Profile, given: Path) -> str | None:
+def _file_problem(profile: Profile[Any], given: Path) -> str | None:
     """Why a file a profile names cannot be used, or None if it can."""
     try:
         path = profile.resolve(given)
@@ -627,15 +676,24 @@ def _file_problem(profile: Profile, given: Path) -> str | None:
     return f"no such file {path}"
 
 
-def devices_schema() -> dict[str, Any]:
-    """Return the JSON schema of devices declaration files."""
-    schema = _devices_file_model().model_json_schema()
+def devices_schema(kinds: Kinds) -> dict[str, Any]:
+    """Return the JSON schema of devices declaration files naming `kinds`."""
+    schema = _devices_file_model(kinds).model_json_schema()
     schema["title"] = "labsky devices declaration"
     return schema
 
 
-def profile_schema() -> dict[str, Any]:
-    """Return the JSON schema of `profile.yaml` files."""
-    schema = TypeAdapter(Profile).json_schema()
+def profile_schema(simulation: type | None = None) -> dict[str, Any]:
+    """Return the JSON schema of `profile.yaml` files.
+
+    Args:
+        simulation: The model of the `simulation:` section
+            (`labsky.sim.SimulationConfig`); without it, any mapping.
+    """
+    model = Profile[simulation if simulation is not None else dict[str, Any]]
+    schema = TypeAdapter(model).json_schema()
+    # A parametrised model has no docstring of its own; keys sorted as pydantic's
+    schema["description"] = inspect.cleandoc(Profile.__doc__ or "")
+    schema = dict(sorted(schema.items()))
     schema["title"] = "labsky profile"
     return schema

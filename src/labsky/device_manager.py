@@ -17,9 +17,10 @@ from typing import Any
 from ophyd_async.core import Device
 
 from labsky.config import DeviceDeclaration
-from labsky.devices import device_kinds
 from labsky.devices.link_device import Disconnectable
 from labsky.errors import LabskyError
+from labsky.kind_registry import device_kinds
+from labsky.kinds import DeviceKind, Kinds
 from labsky.placeholders import PlaceholderError, substitute
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class BuildResult:
         unconnected: Devices built but not connected (their errors are in
             `errors`); `reconnect` tries them again.
         fixtures: The session objects factories were given.
+        kinds: The registry the devices were built from.
         variables: The placeholder values params were filled with.
         mock: The mock flag of declarations that do not set one.
         timeout: Seconds each device may take to connect.
@@ -65,6 +67,7 @@ class BuildResult:
     params: dict[str, Any] = field(default_factory=dict)
     unconnected: dict[str, Any] = field(default_factory=dict)
     fixtures: Mapping[str, Any] = field(default_factory=dict)
+    kinds: Kinds = field(default_factory=device_kinds)
     variables: Mapping[str, str] = field(default_factory=dict)
     mock: bool = False
     timeout: float = 10.0
@@ -88,26 +91,17 @@ def build_order(decls: Mapping[str, DeviceDeclaration]) -> list[str]:
     return order
 
 
-def _build(
-    decls: Mapping[str, DeviceDeclaration],
-    fixtures: Mapping[str, Any],
-    variables: Mapping[str, str],
-    result: BuildResult,
-) -> None:
+def _build(decls: Mapping[str, DeviceDeclaration], result: BuildResult) -> None:
     for name in build_order(decls):
         if decls[name].skip:
             result.skipped.add(name)
         else:
-            _build_one(decls[name], fixtures, variables, result)
+            _build_one(decls[name], result)
 
 
-def _build_one(
-    decl: DeviceDeclaration,
-    fixtures: Mapping[str, Any],
-    variables: Mapping[str, str],
-    result: BuildResult,
-) -> None:
+def _build_one(decl: DeviceDeclaration, result: BuildResult) -> None:
     """Build one device into `result.devices`, or record why it was not."""
+    fixtures = result.fixtures
     name = decl.name
     failed = [t for t in decl.requires.values() if t in result.errors]
     if failed:
@@ -115,7 +109,7 @@ def _build_one(
             decl, f"was not built because {', '.join(failed)} failed", None
         )
         return
-    kind = device_kinds()[decl.kind]
+    kind = result.kinds[decl.kind]
     arguments = {
         slot: result.devices[decl.requires[slot]]
         if slot in decl.requires
@@ -125,7 +119,7 @@ def _build_one(
         for slot in kind.dependencies
     }
     try:
-        params = substitute(decl.params, variables)
+        params = substitute(decl.params, result.variables)
         obj = kind.factory(params, **arguments)
     except PlaceholderError as exc:
         result.errors[name] = DeviceError(decl, f"could not be built: {exc}", None)
@@ -140,14 +134,13 @@ def _build_one(
 
 
 async def _connect_one(
-    decl: DeviceDeclaration,
+    kind: DeviceKind,
     device: Device,
     params: Any,
     mock: bool,
     timeout: float,
     force_reconnect: bool = False,
 ) -> None:
-    kind = device_kinds()[decl.kind]
     await device.connect(mock=mock, timeout=timeout, force_reconnect=force_reconnect)
     if kind.after_connect is not None and not mock:
         await kind.after_connect(device, params)
@@ -160,6 +153,7 @@ async def build_and_connect(
     variables: Mapping[str, str] | None = None,
     mock: bool = False,
     timeout: float = 10.0,
+    kinds: Kinds | None = None,
 ) -> BuildResult:
     """Build every declared device and connect the ophyd-async ones in parallel.
 
@@ -172,20 +166,30 @@ async def build_and_connect(
             endpoints).
         mock: Mock flag for declarations that do not set their own.
         timeout: Seconds each device may take to connect.
+        kinds: The registry the declarations were loaded with; default
+            `device_kinds()`.
 
     Returns:
         The devices that work and the errors of those that do not.
     """
     result = BuildResult(
-        fixtures=fixtures, variables=variables or {}, mock=mock, timeout=timeout
+        fixtures=fixtures,
+        kinds=device_kinds() if kinds is None else kinds,
+        variables=variables or {},
+        mock=mock,
+        timeout=timeout,
     )
-    _build(decls, fixtures, result.variables, result)
+    _build(decls, result)
     names = [n for n, d in result.devices.items() if isinstance(d, Device)]
     flags = {n: mock if decls[n].mock is None else bool(decls[n].mock) for n in names}
     outcomes = await asyncio.gather(
         *(
             _connect_one(
-                decls[n], result.devices[n], result.params[n], flags[n], timeout
+                result.kinds[decls[n].kind],
+                result.devices[n],
+                result.params[n],
+                flags[n],
+                timeout,
             )
             for n in names
         ),
@@ -253,7 +257,7 @@ async def reconnect_device(
             await reconnect_device(decls, result, target)
     if name in result.errors and name not in result.unconnected:
         del result.errors[name]  # not built: build it now
-        _build_one(decl, result.fixtures, result.variables, result)
+        _build_one(decl, result)
         if name in result.errors:
             raise result.errors[name]
         result.unconnected[name] = result.devices.pop(name)
@@ -280,7 +284,12 @@ async def _connect_again(decl: DeviceDeclaration, result: BuildResult) -> None:
     try:
         if isinstance(device, Device):  # a shared object has nothing to connect
             await _connect_one(
-                decl, device, result.params[name], mock, result.timeout, True
+                result.kinds[decl.kind],
+                device,
+                result.params[name],
+                mock,
+                result.timeout,
+                True,
             )
     except Exception as exc:
         error = DeviceError(

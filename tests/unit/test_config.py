@@ -10,7 +10,11 @@ from labsky.config import (
     load_profile,
     profile_schema,
 )
+from labsky.kind_registry import device_kinds
+from labsky.sim import SimulationConfig
 from tests.conftest import REPO
+
+KINDS = device_kinds()
 
 
 def write(tmp_path, text, name="devices.yaml"):
@@ -21,7 +25,7 @@ def write(tmp_path, text, name="devices.yaml"):
 
 def errors_of(path):
     with pytest.raises(ConfigError) as info:
-        load_devices(path)
+        load_devices(path, KINDS)
     return str(info.value), info.value.problems
 
 
@@ -39,7 +43,7 @@ def test_good_file_loads_with_defaults_and_sources(tmp_path):
             mock: true
     """,
     )
-    decls = load_devices(path)
+    decls = load_devices(path, KINDS)
     assert list(decls) == ["world", "pdet"]
     pdet = decls["pdet"]
     assert pdet.params.num_channels == 2  # type: ignore[attr-defined]
@@ -214,7 +218,10 @@ def test_profile_paths_resolve_against_its_directory():
 
 
 def test_committed_schemas_are_current():
-    for name, schema in (("devices", devices_schema()), ("profile", profile_schema())):
+    for name, schema in (
+        ("devices", devices_schema(KINDS)),
+        ("profile", profile_schema(SimulationConfig)),
+    ):
         committed = REPO / "src" / "labsky" / "schemas" / f"{name}.schema.json"
         assert json.loads(committed.read_text()) == schema, (
             f"{committed} is stale: run `labsky schema --out src/labsky/schemas`"
@@ -222,7 +229,7 @@ def test_committed_schemas_are_current():
 
 
 def test_devices_schema_describes_each_kind():
-    schema = devices_schema()
+    schema = devices_schema(KINDS)
     kinds = {
         d["properties"]["kind"]["const"]
         for d in schema["$defs"].values()
@@ -236,3 +243,54 @@ def test_yaml_syntax_error_becomes_a_config_error_with_its_line(tmp_path):
     text, problems = errors_of(path)
     assert problems[0][0] == 4
     assert text.startswith(f"{path}:4: invalid YAML: expected ','")
+
+
+def test_declarations_are_checked_against_the_kinds_given(tmp_path):
+    from labsky.kinds import DeviceKind
+
+    only = {"lamp": DeviceKind("lamp", lambda params: None, summary="A lamp.")}
+    path = write(tmp_path, "devices:\n  l: {kind: lamp}\n  m:\n    kind: sim_motor\n")
+    with pytest.raises(ConfigError) as info:
+        load_devices(path, only)
+    assert info.value.problems == [
+        (
+            4,
+            "devices.m.kind: unknown kind 'sim_motor'; known kinds: lamp "
+            "(`labsky check --kinds` describes them)",
+        )
+    ]
+    assert list(load_devices(write(tmp_path, "devices:\n  l: {kind: lamp}\n"), only))
+    assert devices_schema(only)["$defs"]["Declaration_lamp"]["description"] == "A lamp."
+
+
+def test_simulation_section_is_checked_by_the_model_given(tmp_path):
+    (tmp_path / "p").mkdir()
+    write(
+        tmp_path,
+        "simulation:\n  instruments:\n    meter: {kind: newport1830}\n",
+        "p/profile.yaml",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_profile(tmp_path / "p", SimulationConfig)
+    assert info.value.problems == [
+        (
+            3,
+            "simulation.instruments.meter.kind: unknown kind 'newport1830'; did you "
+            "mean 'newport1830c'? known kinds: ell14, esp300, maitai, newport1830c, "
+            "redpitaya",
+        )
+    ]
+    # Without the simulation's model (reading the data directory, say), the
+    # section is only a mapping, kept as written.
+    raw = load_profile(tmp_path / "p")
+    assert raw.simulation == {"instruments": {"meter": {"kind": "newport1830"}}}
+    write(tmp_path, "description: x\nsimulation: 5\n", "p/profile.yaml")
+    with pytest.raises(ConfigError, match=r"profile.yaml:2: simulation: .*dictionary"):
+        load_profile(tmp_path / "p")
+
+
+def test_a_profile_loaded_with_the_simulation_model_has_it_typed():
+    profile = load_profile(REPO / "profiles" / "sim", SimulationConfig)
+    assert isinstance(profile.simulation, SimulationConfig)
+    assert profile.simulation.instruments["meter"].kind == "newport1830c"
+    assert profile.simulation.world.laser.emission is True

@@ -16,9 +16,20 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labsky.config import ConfigError, load_devices, load_profile
+from labsky import config
+from labsky.config import ConfigError, load_profile
 from labsky.devices.declarative import load_table
+from labsky.kind_registry import device_kinds
+from labsky.sim import SimulationConfig
 from tests.conftest import REPO
+
+KINDS = device_kinds()
+
+
+def load_devices(path):
+    """What `labsky check` loads a devices file with: the whole registry."""
+    return config.load_devices(path, KINDS)
+
 
 DEVICE_FILES = sorted((REPO / "devices").glob("*.yaml"))
 TABLES = sorted(  # command tables (*.visa.yaml are pyvisa-sim's files)
@@ -192,7 +203,7 @@ def test_mutated_command_tables_give_config_errors_only(
 
 def check_profile(path):
     """What `labsky check` loads: the profile, then its declaration files."""
-    for devices in load_profile(path).device_files:
+    for devices in load_profile(path, SimulationConfig).device_files:
         load_devices(devices)
 
 

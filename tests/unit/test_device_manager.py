@@ -13,7 +13,8 @@ from ophyd_async.core import StandardReadable, soft_signal_rw
 
 from labsky import config
 from labsky.device_manager import build_and_connect, disconnect_all
-from labsky.devices import DeviceKind, registry
+from labsky.kind_registry import device_kinds
+from labsky.kinds import DeviceKind, NoParams
 
 
 class Unreachable(StandardReadable):
@@ -31,33 +32,26 @@ class Unreachable(StandardReadable):
         raise TimeoutError(f"no reply from 127.0.0.1:1 within {timeout} s")
 
 
-def unreachable(params: registry.NoParams) -> Unreachable:
+def unreachable(params: NoParams) -> Unreachable:
     return Unreachable()
 
 
-def exploding(params: registry.NoParams) -> Unreachable:
+def exploding(params: NoParams) -> Unreachable:
     raise OSError("could not open /dev/ttyUSB9: no such device")
 
 
 @pytest.fixture
-def extra_kinds(monkeypatch):
-    original = registry._all_kinds
-    monkeypatch.setattr(
-        registry,
-        "_all_kinds",
-        lambda: [
-            *original(),
-            DeviceKind("unreachable", unreachable),
-            DeviceKind("exploding", exploding),
-        ],
-    )
-    config._devices_file_model.cache_clear()
-    yield
-    config._devices_file_model.cache_clear()
+def kinds():
+    """The registry and two kinds of its own: declared and built like the others."""
+    return {
+        **device_kinds(),
+        "unreachable": DeviceKind("unreachable", unreachable),
+        "exploding": DeviceKind("exploding", exploding),
+    }
 
 
 @pytest.fixture
-def build(tmp_path, run_engine):
+def build(tmp_path, run_engine, kinds):
     """Build a devices file on the RunEngine's loop; links closed at teardown."""
     built = []
 
@@ -66,7 +60,11 @@ def build(tmp_path, run_engine):
         path.write_text(devices_yaml)
         result = call_in_bluesky_event_loop(
             build_and_connect(
-                config.load_devices(path), fixtures={}, mock=mock, timeout=0.3
+                config.load_devices(path, kinds),
+                fixtures={},
+                mock=mock,
+                timeout=0.3,
+                kinds=kinds,
             )
         )
         built.append(result)
@@ -78,7 +76,7 @@ def build(tmp_path, run_engine):
 
 
 def test_failures_are_reported_by_name_without_hiding_others(
-    tmp_path, extra_kinds, build, run_engine, collect_documents
+    tmp_path, build, run_engine, collect_documents
 ):
     built = build(
         """\
@@ -107,20 +105,11 @@ devices:
     assert len(events) == 2 and "pdet-channel-1-value" in events[0]["data"]
 
 
-def test_dependents_of_a_failed_device_are_not_built(extra_kinds, monkeypatch, build):
-    registry_all = registry._all_kinds()
-
+def test_dependents_of_a_failed_device_are_not_built(kinds, build):
     def broken(params):
         raise RuntimeError("world is broken")
 
-    monkeypatch.setattr(
-        registry,
-        "_all_kinds",
-        lambda: [
-            k if k.name != "sim_pattern" else DeviceKind("sim_pattern", broken)
-            for k in registry_all
-        ],
-    )
+    kinds["sim_pattern"] = DeviceKind("sim_pattern", broken)
     built = build(
         """\
 devices:
@@ -136,7 +125,7 @@ devices:
     assert str(built.errors["stage"]).endswith("was not built because world failed")
 
 
-def test_mock_per_device_overrides_profile(extra_kinds, build):
+def test_mock_per_device_overrides_profile(build):
     built = build(
         """\
 devices:

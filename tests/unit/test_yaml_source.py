@@ -108,6 +108,7 @@ def test_a_bad_file_is_an_error_at_its_line_within_a_second(case, tmp_path, time
     import time
 
     from labsky.config import ConfigError, load_devices
+    from labsky.kind_registry import device_kinds
 
     content, line, message = BAD_FILES[case]
     path = tmp_path / "devices.yaml"
@@ -115,11 +116,12 @@ def test_a_bad_file_is_an_error_at_its_line_within_a_second(case, tmp_path, time
         path.write_bytes(content)
     else:
         path.write_text(content, encoding="utf-8")
-    load_devices(REPO / "devices" / "sim.yaml")  # build the models first
+    kinds = device_kinds()
+    load_devices(REPO / "devices" / "sim.yaml", kinds)  # build the models first
     time_limit(10)
     start = time.perf_counter()
     with pytest.raises(ConfigError) as info:
-        load_devices(path)
+        load_devices(path, kinds)
     elapsed = time.perf_counter() - start
     assert elapsed < 1.0
     [(got_line, problem)] = info.value.problems

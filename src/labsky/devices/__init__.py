@@ -1,5 +1,5 @@
-"""Device classes and the closed registry of device kinds."""
+"""Device classes: ophyd-async devices, their drivers, and the kinds that build them.
 
-from labsky.devices.registry import DeviceKind, NoParams, device_kinds
-
-__all__ = ["DeviceKind", "NoParams", "device_kinds"]
+What a kind is lives in `labsky.kinds`; the packages that ship kinds are
+listed in `labsky.devices.registry`.
+"""

@@ -18,6 +18,7 @@ from labsky.devices.declarative import (
 )
 from labsky.devices.elliptec import Ell14, ElliptecBus
 from labsky.devices.newport import Newport1830C
+from labsky.kind_registry import device_kinds
 from tests.conftest import REPO
 
 INSTRUMENTS = REPO / "devices" / "instruments"
@@ -54,7 +55,7 @@ def test_a_mistake_in_a_table_fails_at_load_with_the_tables_file_and_line(tmp_pa
         """,
     )
     with pytest.raises(ConfigError) as info:
-        load_devices(tmp_path / "lab.yaml")
+        load_devices(tmp_path / "lab.yaml", device_kinds())
     message = str(info.value)
     assert f"{tmp_path / 'lab.yaml'}:4: devices.thing.params" in message
     assert f"{tmp_path / 'thing.yaml'}:4: signals.level.type" in message
