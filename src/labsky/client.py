@@ -135,11 +135,10 @@ class LabClient:
         """The daemon's Tiled container of runs (None if it has no catalog)."""
         if self.addresses is None or not self.addresses.tiled:
             return None
-        from tiled.client import from_uri
-
         from labsky.pipeline.server import runs_container
+        from labsky.pipeline.tiled_client import connect
 
-        client = from_uri(self.addresses.tiled, api_key=self.addresses.tiled_api_key)
+        client = connect(self.addresses.tiled, api_key=self.addresses.tiled_api_key)
         return runs_container(client, self.addresses.tiled_container)
 
     def wait_stored(self, uids: list[str], timeout: float = 60.0) -> None:

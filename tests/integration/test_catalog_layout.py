@@ -296,6 +296,22 @@ def test_databroker_v1_tables_are_the_same(two_catalogs):
             pd.testing.assert_frame_equal(a, b, obj=f"{run} {stream} v1 table")
 
 
+def test_a_v1_or_v2_view_leaves_every_other_run_as_it_was(two_catalogs):
+    """bluesky-tiled-plugins switches views on a copy of the structure clients
+    that shares Tiled's process-wide map: after one `catalog.v1` every run read
+    later was a v2 run (`run["primary"]["stage-x"]` a KeyError). labsky's
+    clients carry a map of their own whose copies are copies."""
+    from tiled.client.container import DEFAULT_STRUCTURE_CLIENT_DISPATCH
+
+    runs, uid = two_catalogs["labsky"], two_catalogs["uids"]["scan"]
+    assert len(runs.v1[uid].table()) == 7  # databroker's Broker takes runs.v2
+    assert set(runs[uid].v2["primary"]) >= {"data", "timestamps"}
+    np.testing.assert_allclose(
+        runs[uid]["primary"]["stage-x"].read(), np.linspace(-1, 1, 7)
+    )
+    assert "BlueskyRun" not in DEFAULT_STRUCTURE_CLIENT_DISPATCH["numpy"]
+
+
 def test_searches_and_recent_runs_are_the_same(two_catalogs):
     from tiled.queries import Key
 

@@ -38,11 +38,9 @@ class RunBrowser:
         if self._runs is None:
             if not self.addresses.tiled:
                 raise LookupError("the daemon has no Tiled catalog")
-            from tiled.client import from_uri
+            from labsky.pipeline.tiled_client import connect
 
-            client = from_uri(
-                self.addresses.tiled, api_key=self.addresses.tiled_api_key
-            )
+            client = connect(self.addresses.tiled, api_key=self.addresses.tiled_api_key)
             self._client = client
             self._runs = client[self.addresses.tiled_container]
         return self._runs

@@ -129,9 +129,9 @@ class LocalTiled:
 
     def client(self) -> Any:
         """Return a Tiled client of the server's root."""
-        from tiled.client import from_uri
+        from labsky.pipeline.tiled_client import connect
 
-        return from_uri(self.url, api_key=self.api_key)
+        return connect(self.url, api_key=self.api_key)
 
     def close(self) -> None:
         """Stop the server (later calls do nothing)."""
@@ -249,7 +249,7 @@ def runs_container(root: Any, name: str) -> Any:
 
 def remote_client(config: TiledConfig) -> Any:
     """Connect to the server named by `config.uri` with the key from the environment."""
-    from tiled.client import from_uri
+    from labsky.pipeline.tiled_client import connect
 
     assert config.uri is not None and config.uri != "embedded"
-    return from_uri(config.uri, api_key=os.environ.get(config.api_key_env))
+    return connect(config.uri, api_key=os.environ.get(config.api_key_env))

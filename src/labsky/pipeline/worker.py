@@ -47,11 +47,10 @@ def catalog_writer(
         return None
 
     def connect() -> Any:
-        from tiled.client import from_uri
-
         from labsky.pipeline.server import runs_container
+        from labsky.pipeline.tiled_client import connect
 
-        client = from_uri(catalog["url"], api_key=catalog.get("api_key"))
+        client = connect(catalog["url"], api_key=catalog.get("api_key"))
         return runs_container(client, catalog["container"])
 
     return CatalogWriter(
