@@ -74,8 +74,9 @@ def test_python_blocks_run(page, monkeypatch, capsys):
 
 def test_bad_devices_example_reports_lines(capsys):
     from labsky.config import ConfigError, load_devices
+    from labsky.kind_registry import device_kinds
 
     with pytest.raises(ConfigError) as info:
-        load_devices(REPO / "tests" / "data" / "bad-devices.yaml")
+        load_devices(REPO / "tests" / "data" / "bad-devices.yaml", device_kinds())
     assert [line for line, _ in info.value.problems] == [5, 9]
     assert os.fspath(REPO / "tests" / "data" / "bad-devices.yaml") in str(info.value)

@@ -79,6 +79,7 @@ def check(
     from labsky.config import ConfigError, load_profile
     from labsky.plan_loader import load_plan_module
     from labsky.session import load_declarations
+    from labsky.sim import SimulationConfig
 
     if kinds:
         _print_kinds()
@@ -87,7 +88,7 @@ def check(
         raise _fail("give a profile to check, or --kinds", 2)
     path = find_profile(profile)
     try:
-        prof = load_profile(path)
+        prof = load_profile(path, SimulationConfig)
         decls = load_declarations(prof.device_files)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -128,7 +129,7 @@ def _placeholder_problems(prof: Any, decls: Any) -> list[str]:
 
 
 def _print_kinds() -> None:
-    from labsky.devices import device_kinds
+    from labsky.kind_registry import device_kinds
 
     for kind in device_kinds().values():
         deps = ", ".join(kind.dependencies) or "-"
@@ -657,8 +658,13 @@ def schema(
 ) -> None:
     """Print (or write) the JSON schemas of device and profile files."""
     from labsky.config import devices_schema, profile_schema
+    from labsky.kind_registry import device_kinds
+    from labsky.sim import SimulationConfig
 
-    schemas = {"devices": devices_schema(), "profile": profile_schema()}
+    schemas = {
+        "devices": devices_schema(device_kinds()),
+        "profile": profile_schema(SimulationConfig),
+    }
     if out is None:
         typer.echo(json.dumps(schemas, indent=2))
         return
@@ -688,7 +694,7 @@ def _simulation_for(name: str, port: int | None) -> Any:
             {"instruments": {name: {"kind": name, "params": params}}}
         )
     try:
-        prof = load_profile(path)
+        prof = load_profile(path, SimulationConfig)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     if prof.simulation is None or not prof.simulation.instruments:

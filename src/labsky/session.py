@@ -43,6 +43,7 @@ from labsky.device_manager import (
     reconnect_device,
 )
 from labsky.errors import LabskyError
+from labsky.kind_registry import device_kinds
 from labsky.metadata import PersistentMetadata
 from labsky.pipeline import CatalogAddress, CatalogLag, DataPipeline, ring_path
 from labsky.pipeline.server import (
@@ -53,7 +54,7 @@ from labsky.pipeline.server import (
 )
 from labsky.plan_loader import PlanModule, load_plans
 from labsky.plans.signature import plan_signature, unknown_plan
-from labsky.sim import SimulatorHost
+from labsky.sim import SimulatedTable, SimulationConfig, SimulatorHost
 
 logger = logging.getLogger(__name__)
 
@@ -345,8 +346,9 @@ class Session:
 def load_declarations(files: Sequence[Path]) -> dict[str, DeviceDeclaration]:
     """Load several declaration files; a name declared twice is an error."""
     decls: dict[str, DeviceDeclaration] = {}
+    kinds = device_kinds()
     for path in files:
-        for name, decl in load_devices(path).items():
+        for name, decl in load_devices(path, kinds).items():
             if name in decls:
                 line = int(decl.source.rsplit(":", 1)[1])
                 raise ConfigError(
@@ -444,7 +446,7 @@ def start(
         ConfigError: If the profile or a declaration file is invalid.
     """
     if not isinstance(profile, Profile):
-        profile = load_profile(profile)
+        profile = load_profile(profile, SimulationConfig)
     updates: dict[str, Any] = {}
     if mock is not None:
         updates["mock"] = mock
@@ -476,7 +478,7 @@ def start(
             "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)
         }
         simulators = _start_simulators(profile)
-        fixtures["sim_world"] = simulators.world if simulators else None
+        fixtures["sim_world"] = SimulatedTable(simulators.world if simulators else None)
         built: BuildResult = call_in_bluesky_event_loop(
             build_and_connect(
                 decls,
@@ -530,9 +532,12 @@ def start(
 
 
 def _start_simulators(profile: Profile) -> SimulatorHost | None:
-    if profile.simulation is None or not profile.simulation.instruments:
+    if profile.simulation is None:
         return None
-    host = SimulatorHost(profile.simulation).start()
+    simulation = SimulationConfig.model_validate(profile.simulation)  # a dict too
+    if not simulation.instruments:
+        return None
+    host = SimulatorHost(simulation).start()
     logger.info("simulated instruments: %s", host.endpoints)
     return host
 

@@ -63,7 +63,7 @@ def test_check_reports_file_and_line(tmp_path):
 
 
 def test_check_kinds():
-    from labsky.devices import device_kinds
+    from labsky.kind_registry import device_kinds
 
     result = labsky("check", "--kinds")
     assert result.returncode == 0
