@@ -168,10 +168,10 @@ class HDF5Sink:
                     idle = min(idle * 2, 0.02)
             self.flush()
         except BaseException as exc:  # reported to the session, never swallowed
-            self.error = exc
             logger.exception("HDF5 sink stopped: %s", exc)
-            if self.on_error is not None:  # told before any waiter wakes
+            if self.on_error is not None:  # told before any waiter sees it
                 self.on_error(exc)
+            self.error = exc  # what a waiter (`drain`) looks at
             with self._progress:
                 self._progress.notify_all()
 
