@@ -54,7 +54,7 @@ class Check:
             text=True,
         )
 
-    def result(self, timeout: float = 110.0) -> tuple[int, str]:
+    def result(self, timeout: float = 280.0) -> tuple[int, str]:
         """The exit code and the output (stdout and stderr)."""
         try:
             output, _ = self.process.communicate(timeout=timeout)
@@ -78,8 +78,13 @@ PYRIGHT = pytest.StashKey["Check"]()
 
 
 def start_pyright(session: pytest.Session) -> None:
-    """Start pyright now if its test is selected (not for --collect-only)."""
-    if session.config.option.collectonly:
+    """Start pyright now if its test is selected (not for --collect-only).
+
+    Not in pytest-xdist's workers: each collects every test, and only one of
+    them runs test_pyright (which then starts pyright itself, beside the
+    other worker's tests).
+    """
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
         return
     if any(
         i.nodeid.endswith("test_static_checks.py::test_pyright") for i in session.items

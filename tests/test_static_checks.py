@@ -18,6 +18,7 @@ def test_no_finding(name):
     assert code == 0, f"{name} found problems:\n{output}"
 
 
+@pytest.mark.timeout(300)  # a minute or two of CPU on a loaded 2-core machine
 def test_pyright(pyright_check):
     code, output = pyright_check.result()
     assert code == 0, f"pyright found problems:\n{output}"

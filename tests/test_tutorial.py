@@ -4,12 +4,17 @@ Python blocks run in one namespace, as typed into one interpreter; each shell
 block runs exactly as written in bash at the repository's root, with the
 reader's terminal replaced by no input (so `labsky shell` starts, shows its
 session and leaves at the end of input). Data goes to the test's data
-directory (`LABSKY_DATA_DIR`).
+directory (`LABSKY_DATA_DIR`). The shell runs in a virtual environment of the
+test's own that sees this Python's packages: its `pip install -e` installs
+labsky there, never over the environment the rest of the suite imports from
+(which other tests use at the same time).
 """
 
 import os
 import re
 import subprocess
+import sys
+import venv
 
 import pytest
 
@@ -53,9 +58,29 @@ def test_pages_list_their_shell_blocks():
                 )
 
 
+@pytest.fixture(scope="module")
+def reader_shell(tmp_path_factory):
+    """The environment of the reader's shell: a venv over this Python's packages."""
+    home = tmp_path_factory.mktemp("reader") / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(home)
+    (
+        home / "bin" / "pip"
+    ).write_text(  # pip itself from this Python, as --system-site-packages
+        f'#!/bin/sh\nexec {home / "bin" / "python"} -m pip "$@"\n'
+    )
+    (home / "bin" / "pip").chmod(0o755)
+    assert sys.prefix != str(home)
+    return {
+        **os.environ,
+        "VIRTUAL_ENV": str(home),
+        "PATH": f"{home / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "COLUMNS": "120",
+    }
+
+
 @pytest.mark.timeout(1500)  # the demo, a shell and a run: minutes on a loaded machine
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
-def test_every_block_runs_in_order(page, monkeypatch, capsys):
+def test_every_block_runs_in_order(page, monkeypatch, capsys, reader_shell):
     blocks = BLOCK.findall(page.read_text())
     monkeypatch.chdir(REPO)
     namespace: dict = {}
@@ -71,7 +96,7 @@ def test_every_block_runs_in_order(page, monkeypatch, capsys):
                 capture_output=True,
                 text=True,
                 timeout=900,
-                env={**os.environ, "COLUMNS": "120"},
+                env=reader_shell,
             )
             said = done.stdout + done.stderr
             assert done.returncode == 0, f"{block}\nfailed:\n{said}"
