@@ -29,7 +29,14 @@ class StructureClients(OneShotCachedMap):
 
 
 def structure_clients(kind: str = "numpy") -> StructureClients:
-    """A private copy of Tiled's default structure clients ("numpy" or "dask")."""
+    """A private copy of Tiled's default structure clients ("numpy" or "dask").
+
+    With the clients packages register (bluesky-tiled-plugins' `BlueskyRun`,
+    ...), which Tiled adds to its defaults on the first `from_uri`.
+    """
+    from tiled.client.container import Container
+
+    Container.discover_clients_from_entrypoints()
     default = DEFAULT_STRUCTURE_CLIENT_DISPATCH[kind]
     clients = StructureClients()
     clients.__setstate__(dict(default.__getstate__()))
