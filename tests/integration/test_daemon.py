@@ -117,8 +117,8 @@ class Feed:
                 rows += len(doc["seq_num"])
         return rows
 
-    def wait_for_events(self, sample, rows, timeout=60):
-        assert self.wait_for(lambda: self.events(sample) >= rows, timeout), (
+    def wait_for_events(self, sample, rows, timeout=60, stream=None):
+        assert self.wait_for(lambda: self.events(sample, stream) >= rows, timeout), (
             f"{rows} rows of the run of {sample!r} not heard within {timeout} s"
         )
 
@@ -269,7 +269,7 @@ def _pause_and_abort(client, feed, sample, rows):
     """Queue a long count, pause it once `rows` are heard, abort it."""
     client.queue("count", ["pdet"], num=50, delay=0.2, md={"sample": sample})
     client.start()
-    feed.wait_for_events(sample, rows)
+    feed.wait_for_events(sample, rows, stream="primary")
     client.pause()
     _wait_state(client, "paused")
     client.abort()
