@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 
 from bluesky import RunEngine
 from bluesky.preprocessors import SupplementalData
-from bluesky.run_engine import RunEngineResult, call_in_bluesky_event_loop
+from bluesky.run_engine import RunEngineResult
 from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider
 
 from labsky.callbacks import RunProgress
@@ -200,8 +201,8 @@ class Session:
             raise RuntimeError(
                 f"a plan is running: pause it before reconnecting {name}"
             )
-        done = call_in_bluesky_event_loop(
-            reconnect_device(self.declarations, self._built, name), timeout=None
+        done = _on_loop(
+            self.run_engine.loop, reconnect_device(self.declarations, self._built, name)
         )
         for supplement in self.run_engine.preprocessors:  # back in the baseline
             if isinstance(supplement, SupplementalData):
@@ -328,13 +329,7 @@ class Session:
         if self.simulators is not None:
             self.simulators.close()
             self.simulators = None
-        if loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
-            thread = getattr(run_engine, "_th", None)
-            if thread is not None:
-                thread.join(timeout=5)
-            if not loop.is_running():
-                loop.close()  # its selector and self-pipe, not left to the GC
+        _stop_loop(run_engine)
 
     def __enter__(self) -> Session:
         return self
@@ -445,41 +440,38 @@ def start(
     Raises:
         ConfigError: If the profile or a declaration file is invalid.
     """
-    if not isinstance(profile, Profile):
-        profile = load_profile(profile, SimulationConfig)
-    updates: dict[str, Any] = {}
-    if mock is not None:
-        updates["mock"] = mock
-    if data_dir is not None:
-        updates["data_dir"] = Path(data_dir).resolve()
-    if updates:
-        directory = profile.directory
-        profile = profile.model_copy(update=updates).located(directory)
+    profile = _located(profile, mock=mock, data_dir=data_dir)
     decls = load_declarations(profile.device_files)
     data_dir = profile.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
     detector_dir = data_dir / "detectors"
     detector_dir.mkdir(exist_ok=True)
 
-    server, catalog = _launch_catalog(profile, data_dir) if tiled else (None, None)
-    if catalog is not None:  # the client's imports take ~3 s: do them meanwhile
-        threading.Thread(target=_import_catalog_client, daemon=True).start()
-    pipeline = DataPipeline(
-        ring_path(profile.ring, profile.name, data_dir),
-        data_dir / "runs",
-        ring=profile.ring,
-        storage=profile.storage,
-        catalog=catalog,
-    )
-    simulators = None
-    try:
+    with contextlib.ExitStack() as undo:  # what started, stopped if a later part fails
+        server, catalog = _launch_catalog(profile, data_dir) if tiled else (None, None)
+        if server is not None:
+            undo.callback(server.close)
+        if catalog is not None:  # the client's imports take ~3 s: do them meanwhile
+            threading.Thread(target=_import_catalog_client, daemon=True).start()
+        pipeline = DataPipeline(
+            ring_path(profile.ring, profile.name, data_dir),
+            data_dir / "runs",
+            ring=profile.ring,
+            storage=profile.storage,
+            catalog=catalog,
+        )
+        undo.callback(pipeline.close)
         run_engine = _run_engine(data_dir, profile.metadata, profile.name)
-        fixtures: dict[str, Any] = {
-            "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir)
-        }
+        undo.callback(_stop_loop, run_engine)
         simulators = _start_simulators(profile)
-        fixtures["sim_world"] = SimulatedTable(simulators.world if simulators else None)
-        built: BuildResult = call_in_bluesky_event_loop(
+        if simulators is not None:
+            undo.callback(simulators.close)
+        fixtures: dict[str, Any] = {
+            "path_provider": StaticPathProvider(UUIDFilenameProvider(), detector_dir),
+            "sim_world": SimulatedTable(simulators.world if simulators else None),
+        }
+        built: BuildResult = _on_loop(
+            run_engine.loop,
             build_and_connect(
                 decls,
                 fixtures=fixtures,
@@ -487,15 +479,8 @@ def start(
                 mock=profile.mock,
                 timeout=profile.connect_timeout,
             ),
-            timeout=None,
         )
-    except BaseException:
-        pipeline.close()
-        if server is not None:
-            server.close()
-        if simulators is not None:
-            simulators.close()
-        raise
+        undo.pop_all()  # the session owns them from here
     plans, modules = _load_plans(profile)
     session = Session(
         profile=profile,
@@ -529,6 +514,45 @@ def start(
         logger.warning("%s", pipeline.recovered)
     logger.info("%s", session.summary())
     return session
+
+
+def _located(
+    profile: str | Path | Profile, *, mock: bool | None, data_dir: Path | None
+) -> Profile:
+    """The profile, loaded if need be, with the caller's overrides."""
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile, SimulationConfig)
+    updates: dict[str, Any] = {}
+    if mock is not None:
+        updates["mock"] = mock
+    if data_dir is not None:
+        updates["data_dir"] = Path(data_dir).resolve()
+    if updates:
+        directory = profile.directory
+        profile = profile.model_copy(update=updates).located(directory)
+    return profile
+
+
+def _stop_loop(run_engine: RunEngine) -> None:
+    """Stop a RunEngine's loop and its thread, and close the loop."""
+    loop = run_engine.loop
+    if loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+        thread = getattr(run_engine, "_th", None)
+        if thread is not None:
+            thread.join(timeout=5)
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()  # its selector and self-pipe, not left to the GC
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
+    """Run a coroutine on this session's RunEngine loop and wait for it.
+
+    Not bluesky's process-wide loop, which the newest RunEngine of the
+    process replaces: devices are connected, reconnected and disconnected on
+    the loop of the RunEngine that uses them.
+    """
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
 def _start_simulators(profile: Profile) -> SimulatorHost | None:
