@@ -134,7 +134,8 @@ class LocalTiled:
         return connect(self.url, api_key=self.api_key)
 
     def close(self) -> None:
-        """Stop the server (later calls do nothing)."""
+        """Stop the server (later calls do nothing; nor does interpreter exit)."""
+        atexit.unregister(self.close)
         stop(self._process)
 
 
