@@ -37,6 +37,7 @@ import zmq.asyncio
 
 from labsky.daemon.device_client import DeviceClient, DeviceRequestError
 from labsky.daemon.service import DaemonAddresses
+from labsky.pipeline.sink import runs_behind
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ LEASE = 5.0
 HEALTH_PERIOD = 10.0
 LOW_DISK_BYTES = 5 * 1024**3
 LOW_DISK_FRACTION = 0.05
+#: Seconds a stored run may wait for the catalog before it is an alarm.
+CATALOG_LAG_ALARM = 60.0
 
 
 @dataclass(eq=False)
@@ -139,6 +142,7 @@ class Cockpit:
         self.plans = plans
         self.data_dir = data_dir
         self.health: dict[str, Any] = {}
+        self._behind_since: dict[str, float] = {}  # stored runs not yet catalogued
         self.browsers: set[Browser] = set()
         self.status: dict[str, Any] = {}
         self.queue: dict[str, Any] = {"items": [], "running_item": {}}
@@ -328,9 +332,32 @@ class Cockpit:
                     "move the data directory",
                     "disk",
                 )
+        health.update(self._catalog_health())
         if health != self.health:
             self.health = health
             self.broadcast({"type": "health", "health": health})
+
+    def _catalog_health(self) -> dict[str, Any]:
+        """Runs stored but not yet catalogued; an alarm once one waited too long."""
+        assert self.data_dir is not None
+        runs_dir = self.data_dir / "runs"
+        behind = runs_behind(runs_dir) if runs_dir.is_dir() else {}
+        now = time.monotonic()
+        self._behind_since = {u: self._behind_since.get(u, now) for u in behind}
+        late = [
+            u
+            for u, since in self._behind_since.items()
+            if now - since >= CATALOG_LAG_ALARM
+        ]
+        if late and not self.health.get("catalog_late"):
+            self.note(
+                "error",
+                f"the catalog is {len(behind)} runs behind: they are stored in "
+                f"{runs_dir}, and appear in the run browser as the Tiled server "
+                "catches up; if it does not, check the server and its log",
+                "catalog",
+            )
+        return {"catalog_behind": len(behind), "catalog_late": bool(late)}
 
     # -- the device API ---------------------------------------------------------
 

@@ -84,6 +84,23 @@ def catalog_pending(runs_dir: Path) -> dict[str, Path]:
     return {m.name: Path(m.read_text()) for m in sorted(marks.iterdir())}
 
 
+def runs_behind(runs_dir: Path) -> dict[str, Path]:
+    """Runs whose file the sink has closed but whose catalog entry is not complete.
+
+    What the catalog still lacks, read from the data directory alone (any
+    process may ask): pending marks of runs no longer open in the sink. A run
+    the sink has just opened may be counted until its next flush records it.
+    """
+    pending = catalog_pending(runs_dir)
+    if not pending:
+        return {}
+    try:
+        open_runs = read_open_runs(runs_dir)
+    except OpenRunsError:
+        open_runs = {}
+    return {uid: path for uid, path in pending.items() if uid not in open_runs}
+
+
 class HDF5Sink:
     """Drain a ring into one HDF5 file per run.
 

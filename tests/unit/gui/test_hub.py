@@ -120,3 +120,38 @@ def test_low_disk_space_is_an_alarm_once(tmp_path, monkeypatch):
     hub.check_health()
     (health,) = [m["health"] for m in messages(page) if m["type"] == "health"]
     assert health["disk_low"] is False
+
+
+def test_a_run_stored_but_not_catalogued_for_a_minute_is_an_alarm_once(
+    tmp_path, monkeypatch
+):
+    from labsky.gui import hub as hub_module
+    from labsky.pipeline.format import OPEN_RUNS
+    from labsky.pipeline.sink import clear_catalog_pending, mark_catalog_pending
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    mark_catalog_pending(runs, "done-run", runs / "scan1.h5")  # stored, closed
+    mark_catalog_pending(runs, "open-run", runs / "scan2.h5")  # still running
+    (runs / OPEN_RUNS).write_text('{"open-run": "scan2.h5"}')
+    clock = [1000.0]
+    monkeypatch.setattr(hub_module.time, "monotonic", lambda: clock[0])
+    hub, page = cockpit(tmp_path)
+    hub.check_health()
+    (health,) = [m["health"] for m in messages(page) if m["type"] == "health"]
+    assert health["catalog_behind"] == 1 and health["catalog_late"] is False
+    assert not [m for m in messages(page) if m["type"] == "log"]  # not yet
+    clock[0] += hub_module.CATALOG_LAG_ALARM
+    hub.check_health()
+    hub.check_health()
+    sent = messages(page)
+    (alarm,) = [m["entry"] for m in sent if m["type"] == "log"]
+    assert alarm["level"] == "error" and "the catalog is 1 runs behind" in alarm["text"]
+    assert str(runs) in alarm["text"]
+    assert [m["health"]["catalog_late"] for m in sent if m["type"] == "health"] == [
+        True
+    ]
+    clear_catalog_pending(runs, "done-run")  # the server caught up
+    hub.check_health()
+    (health,) = [m["health"] for m in messages(page) if m["type"] == "health"]
+    assert health["catalog_behind"] == 0 and health["catalog_late"] is False

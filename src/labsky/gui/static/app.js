@@ -846,6 +846,7 @@ function renderAlarms() {
   const health = state.health || {};
   if (health.disk_low) alarms.push(`disk: ${(health.disk_free / 2 ** 30).toFixed(1)} GiB free of ${(health.disk_total / 2 ** 30).toFixed(0)} GiB in ${health.data_dir}`);
   if (health.disk_error) alarms.push(`disk: ${health.disk_error}`);
+  if (health.catalog_late) alarms.push(`catalog: ${health.catalog_behind} stored runs not yet in the catalog (the run browser shows them once Tiled catches up)`);
   $("#alarms").replaceChildren(...(alarms.length ? alarms.map((a) => el("li", { class: "bad", text: a, "data-testid": "alarm" })) : [el("li", { text: "none" })]));
   $("#alarm-count").textContent = alarms.length || "";
 }
