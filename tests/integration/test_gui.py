@@ -247,6 +247,32 @@ def test_a_grid_scan_is_drawn_as_a_raster(page):
     assert painted >= 2  # cells of more than one value
 
 
+def test_a_peak_scan_shows_its_fitted_peak_on_the_plot(page, tmp_path):
+    _queue(page, "peak_scan", ["pdet"], start="-1.5", stop="1.5", num="31")
+    page.select_option('[data-testid="field-motor"]', "stage.x")
+    page.click('[data-testid="queue-add-start"]')
+    view(page, "plots")
+    wait_text(  # 31 points and the move to the peak: slow on a loaded machine
+        page,
+        "scan-title",
+        "t.includes('peak_scan') && t.endsWith('success')",
+        timeout=90_000,
+    )
+    wait_text(page, "scan-peak", "t.startsWith('peak of pdet-channel-1-value')")
+    centre = float(text(page, "scan-peak").split("stage-x = ")[1].split(",")[0])
+    assert -1.5 < centre < 1.5
+    shot(page, "peak", tmp_path)
+    # the centre is drawn: the fit's orange dashed line (a colour no series has)
+    red = page.evaluate(
+        """() => { const c = document.querySelector('[data-testid="live-plot"] canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4)
+        if (d[i] === 188 && d[i + 1] === 76 && d[i + 2] === 0) n++;
+        return n; }"""
+    )
+    assert red > 20
+
+
 def test_the_camera_image_follows_the_stage(page, other, tmp_path):
     view(page, "camera")
     page.select_option('[data-testid="camera-select"]', "camera")

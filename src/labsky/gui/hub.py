@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import zmq
 import zmq.asyncio
+from event_model import unpack_event_page
 
 from labsky.daemon.device_client import DeviceClient, DeviceRequestError
 from labsky.daemon.service import DaemonAddresses
@@ -81,6 +82,8 @@ class LiveScan:
         self.descriptors: dict[str, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
         self.stop: dict[str, Any] | None = None
+        self.peak: dict[str, Any] | None = None  # the plan's fitted peak, at its end
+        self.fit: Any = None  # bluesky's PeakStats, for plans that fit a peak
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -88,7 +91,39 @@ class LiveScan:
             "descriptors": list(self.descriptors.values()),
             "rows": self.rows,
             "stop": self.stop,
+            "peak": self.peak,
         }
+
+
+def peak_fit(doc: dict[str, Any]) -> Any:
+    """Return bluesky's `PeakStats` for a run whose plan fits a peak (or None).
+
+    A plan says it fits one with `peak_field` in its start document (as
+    `labsky.plans.peak_scan` does) and scans one motor; the cockpit computes
+    the same statistics the plan does, from the same documents.
+    """
+    motors = doc.get("motors") or []
+    if not doc.get("peak_field") or len(motors) != 1:
+        return None
+    from bluesky.callbacks.fitting import PeakStats
+
+    fit = PeakStats(motors[0], doc["peak_field"])
+    fit("start", doc)
+    return fit
+
+
+def peak_summary(fit: Any) -> dict[str, Any] | None:
+    """What the page draws of a finished `PeakStats` (None: no peak found)."""
+    if fit.cen is None or fit.max is None:
+        return None
+    return {
+        "x": fit.x,
+        "y": fit.y,
+        "cen": _scalar(float(fit.cen)),
+        "com": _scalar(float(fit.com)) if fit.com is not None else None,
+        "fwhm": _scalar(float(fit.fwhm)) if fit.fwhm is not None else None,
+        "max": [_scalar(float(v)) for v in fit.max],
+    }
 
 
 def _scalar(value: Any) -> Any:
@@ -477,6 +512,7 @@ class Cockpit:
         if name == "start":
             self._flush_rows()
             self.scan = LiveScan(start_summary(doc))
+            self.scan.fit = peak_fit(doc)
             self.broadcast({"type": "scan_start", "start": self.scan.start})
             self.note(
                 "info",
@@ -485,7 +521,11 @@ class Cockpit:
             )
         elif self.scan is None:
             return
-        elif name == "descriptor":
+        if self.scan.fit is not None and name != "start":
+            self._fit(name, doc)
+        if name == "start":
+            return
+        if name == "descriptor":
             summary = descriptor_summary(doc)
             self.scan.descriptors[summary["uid"]] = summary
             self.broadcast({"type": "descriptor", "descriptor": summary})
@@ -499,6 +539,9 @@ class Cockpit:
         elif name == "stop":
             self._flush_rows()
             self.scan.stop = json.loads(json.dumps(doc, default=str))
+            if self.scan.fit is not None:
+                self.scan.peak = peak_summary(self.scan.fit)
+                self.broadcast({"type": "peak", "peak": self.scan.peak})
             self.broadcast({"type": "scan_stop", "stop": self.scan.stop})
             level = "info" if doc.get("exit_status") == "success" else "warning"
             reason = f": {doc['reason']}" if doc.get("reason") else ""
@@ -508,6 +551,19 @@ class Cockpit:
                 f"{doc.get('exit_status')}{reason}",
                 "run",
             )
+
+    def _fit(self, name: str, doc: dict[str, Any]) -> None:
+        """Feed the plan's peak fit; a fit that fails is logged, the plot goes on."""
+        assert self.scan is not None
+        try:
+            if name == "event_page":
+                for event in unpack_event_page(doc):  # pyright: ignore[reportArgumentType]
+                    self.scan.fit("event", event)
+            elif name in ("descriptor", "event", "stop"):
+                self.scan.fit(name, doc)
+        except Exception as exc:  # noqa: BLE001 - bluesky's fit code, any error
+            self.scan.fit = None
+            self.note("warning", f"peak fit of the live plot failed: {exc}", "run")
 
     def _row(self, descriptor: str, seq: int, t: float, data: dict[str, Any]) -> None:
         assert self.scan is not None

@@ -155,3 +155,42 @@ def test_a_run_stored_but_not_catalogued_for_a_minute_is_an_alarm_once(
     hub.check_health()
     (health,) = [m["health"] for m in messages(page) if m["type"] == "health"]
     assert health["catalog_behind"] == 0 and health["catalog_late"] is False
+
+
+def test_a_plan_that_fits_a_peak_gets_its_fit_drawn_from_the_same_documents():
+    hub, page = cockpit()
+    run = compose_run(metadata={"motors": ["x"], "peak_field": "y", "scan_id": 3})
+    hub.document("start", run.start_doc)
+    stream = run.compose_descriptor(
+        name="primary",
+        data_keys={
+            k: {"dtype": "number", "shape": [], "source": "s"} for k in ("x", "y")
+        },
+    )
+    hub.document("descriptor", stream.descriptor_doc)
+    x = np.linspace(-2, 2, 41)
+    y = 5 + 100 * np.exp(-((x - 0.4) ** 2) / (2 * 0.3**2))  # centre 0.4, FWHM 0.71
+    hub.document(
+        "event_page",
+        stream.compose_event_page(
+            data={"x": list(x), "y": list(y)},
+            timestamps={"x": [0.0] * 41, "y": [0.0] * 41},
+            seq_num=list(range(1, 42)),
+            time=list(range(41)),
+        ),
+    )
+    hub.document("stop", run.compose_stop())
+    (peak,) = [m["peak"] for m in messages(page) if m["type"] == "peak"]
+    assert (peak["x"], peak["y"]) == ("x", "y")
+    assert abs(peak["cen"] - 0.4) < 0.02
+    assert abs(peak["fwhm"] - 2.3548 * 0.3) < 0.05
+    assert peak["max"][0] == x[np.argmax(y)]
+    assert hub.snapshot()["scan"]["peak"] == peak  # for a page that comes later
+
+
+def test_a_scan_that_fits_no_peak_sends_none():
+    hub, page = cockpit()
+    run = compose_run(metadata={"motors": ["x"]})
+    hub.document("start", run.start_doc)
+    hub.document("stop", run.compose_stop())
+    assert not [m for m in messages(page) if m["type"] == "peak"]

@@ -117,6 +117,7 @@ function handle(message) {
     case "scan_start": resetScan({ start: message.start, descriptors: [], rows: [], stop: null }); break;
     case "descriptor": scanDescriptor(message.descriptor); break;
     case "rows": scanRows(message.rows); break;
+    case "peak": if (scan) { scan.peak = message.peak; showPeak(); } break;
     case "scan_stop": scanStop(message.stop); break;
     case "log": state.log.push(message.entry); appendLog(message.entry, true); break;
     case "health": state.health = message.health; renderAlarms(); break;
@@ -393,17 +394,18 @@ let scan = null;
 let plots = [];
 
 function resetScan(summary) {
-  scan = summary ? { start: summary.start, descriptors: new Map(), rows: [], stop: summary.stop } : null;
+  scan = summary ? { start: summary.start, descriptors: new Map(), rows: [], stop: summary.stop, peak: summary.peak || null } : null;
   for (const plot of plots) plot.destroy();
   plots = [];
   $("#plots").replaceChildren();
-  if (!scan) return;
+  if (!scan) { showPeak(); return; }
   for (const descriptor of summary.descriptors || []) scan.descriptors.set(descriptor.uid, descriptor);
   scan.rows = (summary.rows || []).filter((row) => primary(row.descriptor));
   const start = scan.start;
   $("#scan-title").textContent = `scan ${start.scan_id} · ${start.plan_name}${start.sample ? ` · ${start.sample}` : ""}`;
   setupPlots();
   scanStop(summary.stop);
+  showPeak();
 }
 
 function primary(uid) { const d = scan && scan.descriptors.get(uid); return d && d.name === "primary"; }
@@ -468,6 +470,7 @@ class LivePlot {
     this.uplot = new uPlot({
       width: Math.max(400, $("#view-plots").clientWidth - 40 || 800), height: 300, series,
       scales: { x: { time: false } }, axes: [{ label: x }, {}],
+      hooks: { draw: [(u) => drawPeak(u, this.keys)] },
     }, this.data(), this.area);
   }
 
@@ -484,6 +487,36 @@ class LivePlot {
 }
 
 function addPlot(keys) { plots.push(new LivePlot(keys)); }
+
+// The plan's fitted peak (bluesky's PeakStats, computed by the cockpit from the
+// same documents): a line at its centre, its FWHM shaded, in every plot of its
+// signal against its motor.
+function drawPeak(u, keys) {
+  const peak = scan && scan.peak;
+  if (!peak || $("#plot-x").value !== peak.x || !keys.has(peak.y)) return;
+  const ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+  const at = (v) => u.valToPos(v, "x", true);
+  ctx.save();
+  if (peak.fwhm) {
+    ctx.fillStyle = "rgba(188, 76, 0, 0.08)";
+    const left = at(peak.cen - peak.fwhm / 2), right = at(peak.cen + peak.fwhm / 2);
+    ctx.fillRect(left, top, right - left, height);
+  }
+  ctx.strokeStyle = "#bc4c00"; ctx.setLineDash([6, 4]); ctx.lineWidth = 1.5;
+  ctx.beginPath(); ctx.moveTo(at(peak.cen), top); ctx.lineTo(at(peak.cen), top + height); ctx.stroke();
+  ctx.restore();
+}
+
+function showPeak() {
+  const peak = scan && scan.peak;
+  const line = $("#scan-peak");
+  line.hidden = !peak;
+  if (peak) {
+    const fwhm = peak.fwhm ? `, FWHM ${peak.fwhm.toPrecision(3)}` : "";
+    line.textContent = `peak of ${peak.y}: centre ${peak.x} = ${peak.cen.toPrecision(4)}${fwhm}; maximum ${peak.max[1].toPrecision(4)} at ${peak.max[0].toPrecision(4)}`;
+  }
+  for (const plot of plots) plot.uplot.redraw();
+}
 
 function scanDescriptor(descriptor) {
   if (!scan) return;
