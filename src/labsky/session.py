@@ -321,9 +321,7 @@ class Session:
         loop = run_engine.loop
         if loop.is_running() and self.devices:
             try:
-                asyncio.run_coroutine_threadsafe(
-                    disconnect_all(self.devices), loop
-                ).result(timeout=10)
+                _on_loop(loop, disconnect_all(self.devices), timeout=10)
             except Exception as exc:  # noqa: BLE001 - closing: report and go on
                 logger.warning("devices did not disconnect: %s", exc)
         if self.simulators is not None:
@@ -545,14 +543,16 @@ def _stop_loop(run_engine: RunEngine) -> None:
         loop.close()  # its selector and self-pipe, not left to the GC
 
 
-def _on_loop(loop: asyncio.AbstractEventLoop, coroutine: Any) -> Any:
+def _on_loop(
+    loop: asyncio.AbstractEventLoop, coroutine: Any, timeout: float | None = None
+) -> Any:
     """Run a coroutine on this session's RunEngine loop and wait for it.
 
     Not bluesky's process-wide loop, which the newest RunEngine of the
     process replaces: devices are connected, reconnected and disconnected on
     the loop of the RunEngine that uses them.
     """
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
 
 def _start_simulators(profile: Profile) -> SimulatorHost | None:

@@ -22,10 +22,15 @@ class StructureClients(OneShotCachedMap):
 
     __slots__ = ()
 
-    def __copy__(self) -> StructureClients:
-        clone = type(self)()
-        clone.__setstate__(dict(self.__getstate__()))
+    @classmethod
+    def copy_of(cls, clients: OneShotCachedMap) -> StructureClients:
+        """A map with its own dictionary holding what `clients` holds."""
+        clone = cls()
+        clone.__setstate__(dict(clients.__getstate__()))
         return clone
+
+    def __copy__(self) -> StructureClients:
+        return self.copy_of(self)
 
 
 def structure_clients(kind: str = "numpy") -> StructureClients:
@@ -37,10 +42,7 @@ def structure_clients(kind: str = "numpy") -> StructureClients:
     from tiled.client.container import Container
 
     Container.discover_clients_from_entrypoints()
-    default = DEFAULT_STRUCTURE_CLIENT_DISPATCH[kind]
-    clients = StructureClients()
-    clients.__setstate__(dict(default.__getstate__()))
-    return clients
+    return StructureClients.copy_of(DEFAULT_STRUCTURE_CLIENT_DISPATCH[kind])
 
 
 def connect(url: str, api_key: str | None = None, **kwargs: Any) -> Any:
