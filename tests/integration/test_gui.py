@@ -308,6 +308,24 @@ def test_the_camera_image_follows_the_stage(page, other, tmp_path):
     page.wait_for_function("!document.querySelector('#focus-toggle').dataset.on")
 
 
+def test_a_detector_that_only_writes_files_shows_the_frames_a_plan_acquires(page):
+    view(page, "camera")
+    page.select_option('[data-testid="camera-select"]', "cam")  # SimBlobDetector
+    assert page.locator('[data-testid="focus-toggle"]').is_disabled()
+    wait_text(page, "camera-fps", "t.includes('frames appear while a plan acquires')")
+    _queue(page, "count", ["cam"], num="30", delay="0.1")
+    page.click('[data-testid="queue-add-start"]')
+    view(page, "camera")
+    # (the blob may be dark: earlier tests leave the stage off its centre)
+    page.wait_for_function(
+        """() => { const f = window.cockpit.lastFrame;
+        return f && f.shape[0] === 240 && f.shape[1] === 320 && f.number >= 2; }""",
+        timeout=60_000,
+    )
+    wait_text(page, "camera-fps", "t.includes('fps')")
+    wait_text(page, "re-state", "t === 'RE: idle'", timeout=60_000)
+
+
 def test_pause_resume_and_abort_and_the_run_browser(page, other, tmp_path):
     _queue(page, "count", ["pdet"], num="400", delay="0.05", md="{sample: GaAs}")
     page.click('[data-testid="queue-add-start"]')

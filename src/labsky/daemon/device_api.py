@@ -29,10 +29,11 @@ Requests (`op` and its fields):
 
 What it costs a scan: while a plan runs nothing is polled; the values come
 from the run's own event documents (one dict update per event on the
-RunEngine's thread). Frames are copied from the detector's preview in this
-service's own thread. Idle, read signals are polled at 10 Hz and
-configuration at 1 Hz, and a device still answering its last poll is
-skipped.
+RunEngine's thread). Frames are copied from the detector's preview (PVCAM)
+or read from the file a plan's detector writes (any other 2-D detector, see
+`file_frames`), in this service's own thread, only while a page watches.
+Idle, read signals are polled at 10 Hz and configuration at 1 Hz, and a
+device still answering its last poll is skipped.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
+from labsky.daemon.file_frames import FileFrames
 from labsky.errors import LabskyError
 
 logger = logging.getLogger(__name__)
@@ -275,6 +277,7 @@ class DeviceService:
         self._watch_until = 0.0
         self._cameras: dict[str, float] = {}
         self._last_frame: dict[str, int] = {}
+        self.file_frames = FileFrames()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -333,7 +336,9 @@ class DeviceService:
             self._hook(new, old)
 
     def _document(self, name: str, doc: dict[str, Any]) -> None:
-        if name == "event":
+        if name in ("descriptor", "stream_resource", "stream_datum"):
+            self.file_frames.document(name, doc)
+        elif name == "event":
             self._take(doc["data"], doc["timestamps"])
         elif name == "event_page":
             data, stamps = doc["data"], doc["timestamps"]
@@ -470,8 +475,10 @@ class DeviceService:
             "mocked": name in getattr(self.session, "mocked", set()),
             "movables": movables,
             "signals": [s.describe() for s in info.signals],
-            "camera": callable(getattr(device, "preview", None)),
-            "focus": hasattr(device, "driver") and hasattr(device, "preview"),
+            "camera": _has_preview(device) or _is_standard_detector(device),
+            # "live": frames whenever watched; "plans": while a plan acquires
+            "frames": "live" if _has_preview(device) else "plans",
+            "focus": hasattr(device, "driver") and _has_preview(device),
         }
         return info
 
@@ -766,7 +773,10 @@ class DeviceService:
         device = self.session.devices.get(name)
         if device is None:
             return
-        preview = await asyncio.to_thread(device.preview)
+        if _has_preview(device):
+            preview = await asyncio.to_thread(device.preview)
+        else:
+            preview = await asyncio.to_thread(self.file_frames.latest, name)
         mode = self.focus.get(name)
         if mode is not None:
             mode.release()
@@ -799,6 +809,18 @@ def _same(old: Any, new: Any) -> bool:
         return bool(old == new)
     except Exception:  # noqa: BLE001 - incomparable values differ
         return False
+
+
+def _has_preview(device: Any) -> bool:
+    """Whether the device hands its newest frame over in memory (PVCAM)."""
+    return callable(getattr(device, "preview", None))
+
+
+def _is_standard_detector(device: Any) -> bool:
+    """An ophyd-async detector: its frames are previewed from its files."""
+    from ophyd_async.core import StandardDetector
+
+    return isinstance(device, StandardDetector)
 
 
 def _is_detector(device: Any) -> bool:

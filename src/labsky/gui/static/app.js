@@ -502,8 +502,10 @@ function drawPeak(u, keys) {
     const left = at(peak.cen - peak.fwhm / 2), right = at(peak.cen + peak.fwhm / 2);
     ctx.fillRect(left, top, right - left, height);
   }
-  ctx.strokeStyle = "#bc4c00"; ctx.setLineDash([6, 4]); ctx.lineWidth = 1.5;
-  ctx.beginPath(); ctx.moveTo(at(peak.cen), top); ctx.lineTo(at(peak.cen), top + height); ctx.stroke();
+  // on whole pixels, two wide: a crisp line wherever the centre falls
+  const x = Math.round(at(peak.cen));
+  ctx.strokeStyle = "#bc4c00"; ctx.setLineDash([6, 4]); ctx.lineWidth = 2;
+  ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
   ctx.restore();
 }
 
@@ -619,10 +621,16 @@ function renderCameras() {
 }
 
 function renderFocus() {
-  const on = state.focus.includes($("#camera-select").value);
+  const name = $("#camera-select").value;
+  const on = state.focus.includes(name);
   const button = $("#focus-toggle");
   button.textContent = on ? "Stop focus mode" : "Focus mode";
   button.dataset.on = on ? "1" : "";
+  // detectors that only write files show their frames while a plan acquires
+  const device = state.devices.devices.find((d) => d.name === name);
+  button.disabled = Boolean(device) && !device.focus;
+  button.title = button.disabled ? `${name} shows the frames a plan acquires; it has no focus mode` : "";
+  if (device && !device.focus && camera.frame?.name !== name) $("#camera-fps").textContent = `${name}: frames appear while a plan acquires it`;
 }
 
 function watchCamera() {
