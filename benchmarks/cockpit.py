@@ -4,6 +4,10 @@
   cockpit page attached (live plots open) over without one (goal >= 0.95);
   runs alternate, median of each;
 - camera frames per second drawn in the page, focus mode (goal >= 10);
+- a detector that only writes files (the sim profile's `cam`, ophyd-async's
+  SimBlobDetector): frames per second in the page while `fly_frames` takes
+  its frames (10 ms each), and that plan's frames/s with the page watching
+  over without;
 - device update latency: a sim motor set through the device API from here,
   until the page shows the new value (goal <= 200 ms).
 
@@ -32,10 +36,20 @@ def scan_rate(lab, points: int) -> float:
     return points / (stop - start)
 
 
+def fly_rate(lab, frames: int) -> tuple[float, float]:
+    """`fly_frames` of the file-writing camera `cam`: frames/s and seconds."""
+    item = lab.run("fly_frames", "cam", frames=frames, livetime=0.01)
+    (uid,) = item["result"]["run_uids"]
+    run = lab.runs()[uid]
+    start, stop = run.metadata["start"]["time"], run.metadata["stop"]["time"]
+    return frames / (stop - start), stop - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=500)
     options = parser.parse_args()
     os.environ.setdefault("LABSKY_DATA_DIR", tempfile.mkdtemp(prefix="cockpit-bench-"))
 
@@ -103,6 +117,14 @@ def main() -> None:
                 time.monotonic() - t0
             )
             page.click('[data-testid="focus-toggle"]')
+
+            # a detector that only writes files: frames while a plan acquires
+            page.select_option('[data-testid="camera-select"]', "cam")
+            fly_without = [fly_rate(lab, options.frames)[0]]
+            before = page.evaluate("window.cockpit.frames")
+            fly_with, seconds = fly_rate(lab, options.frames)
+            file_fps = (page.evaluate("window.cockpit.frames") - before) / seconds
+            fly_without.append(fly_rate(lab, options.frames)[0])
             context.close()
     finally:
         lab.close()
@@ -115,6 +137,13 @@ def main() -> None:
     print(f"  page attached   {', '.join(f'{r:.1f}' for r in with_page)}")
     print(f"  ratio (medians) {attached / base:.3f}   goal >= 0.95")
     print(f"camera in the page: {fps:.1f} frames/s   goal >= 10")
+    fly_base = statistics.mean(fly_without)
+    print(
+        f"file-writing camera (cam), fly_frames of {options.frames}: "
+        f"{file_fps:.1f} frames/s in the page   goal >= 10; the plan "
+        f"{fly_with:.1f} frames/s watched, {fly_base:.1f} not "
+        f"(ratio {fly_with / fly_base:.3f})"
+    )
     latencies.sort()
     print(
         f"device update latency over {len(latencies)} moves: median "

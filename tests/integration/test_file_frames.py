@@ -19,15 +19,16 @@ from ophyd_async.sim import PatternGenerator, SimBlobDetector, SimStage
 
 from labsky.daemon.device_api import DeviceService
 from labsky.daemon.device_client import DeviceClient
-from labsky.daemon.file_frames import FileFrames, file_path, frame_key
+from labsky.daemon.file_frames import FileFrames, file_path, is_image
 from labsky.session import start
 
 
 def test_image_keys_and_file_uris():
-    assert frame_key("cam", [240, 320]) == frame_key("cam", [1, 240, 320])
-    assert frame_key("cam", [4, 240, 320]).frames_per_event == 4
-    assert frame_key("rp", [16384]) is None  # a trace
-    assert frame_key("rp", [2, 16384]) is None  # two traces
+    assert is_image([240, 320]) and is_image([1, 240, 320])
+    assert is_image([4, 240, 320])  # four frames per event
+    assert not is_image([16384])  # a trace
+    assert not is_image([2, 16384])  # two traces
+    assert not is_image([])
     assert file_path("file://localhost/data/run%201/cam.h5") == "/data/run 1/cam.h5"
     assert file_path("s3://bucket/cam.h5") == ""
 
@@ -69,6 +70,69 @@ def test_the_newest_frame_is_read_from_the_file_while_the_run_writes(tmp_path):
     frame, number = frames.latest("cam")
     assert number == 4 and frame.dtype == np.uint8
     np.testing.assert_array_equal(frame, written[3])
+
+
+def test_a_fly_scan_previews_from_the_file_not_from_its_batches(tmp_path):
+    """fly_frames announces frames every 0.2 s; a reader sees them as written."""
+    from labsky.plans.camera import fly_frames
+
+    engine = RunEngine(call_returns_result=True)
+    with init_devices():
+        cam = SimBlobDetector(
+            StaticPathProvider(UUIDFilenameProvider(), tmp_path), PatternGenerator()
+        )
+    frames = FileFrames()
+    engine.subscribe(frames.document)
+    batches: set[int] = set()  # frames announced by each stream_datum
+    engine.subscribe(
+        lambda n, d: batches.add(d["indices"]["stop"]) if n == "stream_datum" else 0
+    )
+    seen: set[int] = set()  # frame numbers the reader found, from another thread
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            latest = frames.latest("cam")
+            if latest is not None:
+                seen.add(latest[1])
+            done.wait(0.005)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        engine(fly_frames(cam, frames=100, livetime=0.01))
+    finally:
+        done.set()
+        thread.join()
+    assert max(batches) == 100 and frames.latest("cam")[1] == 100
+    assert len(seen - batches) > 0, (sorted(seen), sorted(batches))
+
+
+def test_rows_of_one_frame_are_shown_as_that_frame(tmp_path):
+    path = tmp_path / "ad.h5"
+    with h5py.File(path, "w") as handle:
+        handle["/entry/data/data"] = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(
+            3, 1, 16, 16
+        )
+    frames = FileFrames()
+    frames.document(
+        "descriptor",
+        {
+            "object_keys": {"ad": ["ad-image"]},
+            "data_keys": {"ad-image": {"shape": [1, 16, 16], "external": "STREAM:"}},
+        },
+    )
+    frames.document(
+        "stream_resource",
+        {
+            "uid": "r1",
+            "data_key": "ad-image",
+            "uri": f"file://localhost{path}",
+            "parameters": {"dataset": "/entry/data/data"},
+        },
+    )
+    frame, number = frames.latest("ad")
+    assert number == 3 and frame.shape == (16, 16) and frame[0, 0] == 2 * 256
 
 
 def test_a_file_that_is_gone_gives_no_frame_not_an_error(tmp_path):

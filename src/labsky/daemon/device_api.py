@@ -336,7 +336,7 @@ class DeviceService:
             self._hook(new, old)
 
     def _document(self, name: str, doc: dict[str, Any]) -> None:
-        if name in ("descriptor", "stream_resource", "stream_datum"):
+        if name in ("descriptor", "stream_resource"):
             self.file_frames.document(name, doc)
         elif name == "event":
             self._take(doc["data"], doc["timestamps"])

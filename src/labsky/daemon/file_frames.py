@@ -4,12 +4,14 @@ A PVCAM camera hands its newest frame over in memory (`preview()`); other
 2-D detectors (ophyd-async's `SimBlobDetector`, areaDetector through its HDF5
 plugin, any `StandardDetector` with an HDF5 data logic) only write files. Their
 run documents say where: a descriptor's data key with `external: "STREAM:"`
-and a frame shape, a `stream_resource` with the file's URI and dataset, and a
-`stream_datum` per batch of frames written. `FileFrames` follows those
-documents (O(1) work on the RunEngine's thread) and reads the newest frame a
-`stream_datum` has announced, opening the file read-only (SWMR, as the
-writers of ophyd-async and areaDetector keep it), from the device API's own
-thread. Frames come while a plan acquires; a frame is only read when a page
+and an image shape, then a `stream_resource` with the file's URI and
+dataset. `FileFrames` follows those documents (O(1) work on the RunEngine's
+thread) and, from the device API's own thread, reads the newest frame in
+the file, opened read-only as a SWMR reader (ophyd-async's and
+areaDetector's HDF5 writers flush every frame). It goes by the file's
+current length, not by the `stream_datum` documents, so a fly scan that
+announces its frames in batches (every 0.2 s) still previews at the page's
+rate. Frames come while a plan acquires; a frame is only read when a page
 watches.
 """
 
@@ -28,29 +30,18 @@ MIN_SIDE = 8
 
 
 @dataclass(frozen=True)
-class FrameKey:
-    """A data key holding images: its device and frames per event."""
-
-    device: str
-    frames_per_event: int
-
-
-@dataclass(frozen=True)
 class FrameSource:
-    """Where a data key's frames are: a file and a dataset in it."""
+    """Where a device's frames are: a file and a dataset in it."""
 
     device: str
     path: str
     dataset: str
-    frames_per_event: int
 
 
-def frame_key(device: str, shape: Sequence[int | None]) -> FrameKey | None:
-    """The data key's frames, if its shape is an image (`[H, W]` or `[N, H, W]`)."""
+def is_image(shape: Sequence[int | None]) -> bool:
+    """Whether a data key's shape is an image (`[H, W]`, or `[N, H, W]` per event)."""
     dims = [int(d or 0) for d in shape]
-    if len(dims) not in (2, 3) or min(dims[-2:]) < MIN_SIDE:
-        return None
-    return FrameKey(device, dims[0] if len(dims) == 3 else 1)
+    return len(dims) in (2, 3) and min(dims[-2:]) >= MIN_SIDE
 
 
 def file_path(uri: str) -> str:
@@ -64,9 +55,8 @@ class FileFrames:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[str, FrameKey] = {}
-        self._sources: dict[str, FrameSource] = {}  # stream resource uid
-        self._newest: dict[str, tuple[FrameSource, int]] = {}  # device
+        self._keys: dict[str, str] = {}  # image data key -> its device
+        self._newest: dict[str, FrameSource] = {}  # device -> its newest file
 
     def document(self, name: str, doc: Mapping[str, Any]) -> None:
         """Take one run document (called on the RunEngine's thread)."""
@@ -77,55 +67,49 @@ class FileFrames:
                 for key in keys
             }
             for key, datakey in (doc.get("data_keys") or {}).items():
-                if not str(datakey.get("external", "")).startswith("STREAM:"):
-                    continue
-                found = frame_key(owners.get(key, key), datakey.get("shape") or [])
-                if found is not None:
+                external = str(datakey.get("external", ""))
+                if external.startswith("STREAM:") and is_image(
+                    datakey.get("shape") or []
+                ):
                     with self._lock:
-                        self._keys[key] = found
+                        self._keys[key] = owners.get(key, key)
         elif name == "stream_resource":
-            key = self._keys.get(doc.get("data_key", ""))
+            device = self._keys.get(doc.get("data_key", ""))
             dataset = (doc.get("parameters") or {}).get("dataset")
             path = file_path(str(doc.get("uri", "")))
-            if key is not None and dataset and path:
-                source = FrameSource(key.device, path, dataset, key.frames_per_event)
+            if device is not None and dataset and path:
                 with self._lock:
-                    self._sources[doc["uid"]] = source
-        elif name == "stream_datum":
-            source = self._sources.get(doc.get("stream_resource", ""))
-            stop = int((doc.get("indices") or {}).get("stop", 0))
-            if source is not None and stop > 0:
-                with self._lock:
-                    self._newest[source.device] = (source, stop)
+                    self._newest[device] = FrameSource(device, path, dataset)
 
     def has_frames(self, device: str) -> bool:
-        """Whether a run has announced frames of `device`."""
+        """Whether a run has announced a frame file of `device`."""
         return device in self._newest
 
     def latest(self, device: str) -> tuple[np.ndarray, int] | None:
-        """The newest announced frame of `device` and its number (blocking I/O).
+        """The newest frame of `device` in its file, and its number (blocking I/O).
 
         Returns:
-            The frame and the number of frames written, or None before the
-            first frame or when the file cannot be read (yet).
+            The frame and the number of frames in the file, or None before
+            the first frame or when the file cannot be read (yet).
         """
         with self._lock:
-            newest = self._newest.get(device)
-        if newest is None:
+            source = self._newest.get(device)
+        if source is None:
             return None
-        source, stop = newest
         import h5py
 
-        rows = stop * source.frames_per_event
         try:
             with _open(h5py, source.path) as handle:
                 dataset: Any = handle[source.dataset]
                 if hasattr(dataset, "refresh"):
                     dataset.refresh()
-                rows = min(rows, int(dataset.shape[0]))
+                rows = int(dataset.shape[0])
                 if rows <= 0:
                     return None
-                return np.asarray(dataset[rows - 1]), rows
+                frame = np.asarray(dataset[rows - 1])
+                while frame.ndim > 2 and frame.shape[0] == 1:
+                    frame = frame[0]  # a row of one frame: [1, H, W]
+                return frame, rows
         except (OSError, KeyError, ValueError):
             return None  # not flushed yet, or the file went away: the next one
 
