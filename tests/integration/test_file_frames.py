@@ -60,6 +60,7 @@ def test_the_newest_frame_is_read_from_the_file_while_the_run_writes(tmp_path):
 
     assert frames.has_frames("cam") and not frames.has_frames("other")
     resource = resources[0]
+    assert frames.file_of("cam") == file_path(resource["uri"])
     assert resource["data_key"] == "cam"
     with h5py.File(file_path(resource["uri"]), "r") as handle:
         written = handle[resource["parameters"]["dataset"]][()]
@@ -133,6 +134,8 @@ def test_rows_of_one_frame_are_shown_as_that_frame(tmp_path):
     )
     frame, number = frames.latest("ad")
     assert number == 3 and frame.shape == (16, 16) and frame[0, 0] == 2 * 256
+    assert frames.latest("ad", shown=3) is None  # nothing newer: no pixels read
+    assert frames.latest("ad", shown=2)[1] == 3
 
 
 def test_a_file_that_is_gone_gives_no_frame_not_an_error(tmp_path):

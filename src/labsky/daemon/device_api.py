@@ -278,6 +278,7 @@ class DeviceService:
         self._cameras: dict[str, float] = {}
         self._last_frame: dict[str, int] = {}
         self.file_frames = FileFrames()
+        self._last_file: dict[str, str | None] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -776,7 +777,13 @@ class DeviceService:
         if _has_preview(device):
             preview = await asyncio.to_thread(device.preview)
         else:
-            preview = await asyncio.to_thread(self.file_frames.latest, name)
+            path = self.file_frames.file_of(name)
+            if self._last_file.get(name) != path:  # a new run's file: from 1
+                self._last_file[name] = path
+                self._last_frame.pop(name, None)
+            preview = await asyncio.to_thread(
+                self.file_frames.latest, name, self._last_frame.get(name)
+            )
         mode = self.focus.get(name)
         if mode is not None:
             mode.release()

@@ -85,12 +85,25 @@ class FileFrames:
         """Whether a run has announced a frame file of `device`."""
         return device in self._newest
 
-    def latest(self, device: str) -> tuple[np.ndarray, int] | None:
+    def file_of(self, device: str) -> str | None:
+        """The file the newest frames of `device` are read from."""
+        source = self._newest.get(device)
+        return None if source is None else source.path
+
+    def latest(
+        self, device: str, shown: int | None = None
+    ) -> tuple[np.ndarray, int] | None:
         """The newest frame of `device` in its file, and its number (blocking I/O).
+
+        Args:
+            device: The detector's name.
+            shown: The number of the frame the caller has: if the file has no
+                newer one, no pixels are read (a page watching after the run).
 
         Returns:
             The frame and the number of frames in the file, or None before
-            the first frame or when the file cannot be read (yet).
+            the first frame, when there is none newer than `shown`, or when
+            the file cannot be read (yet).
         """
         with self._lock:
             source = self._newest.get(device)
@@ -104,7 +117,7 @@ class FileFrames:
                 if hasattr(dataset, "refresh"):
                     dataset.refresh()
                 rows = int(dataset.shape[0])
-                if rows <= 0:
+                if rows <= 0 or rows == shown:
                     return None
                 frame = np.asarray(dataset[rows - 1])
                 while frame.ndim > 2 and frame.shape[0] == 1:
