@@ -261,7 +261,10 @@ class ElliptecBus:
                     raise self._lost(who, stale)
             async with self.link.lock:
                 self._noise = None
-                await self.link.write_bytes(text.encode("ascii"), text)
+                try:  # the bus may be known lost before the write: name the mount
+                    await self.link.write_bytes(text.encode("ascii"), text)
+                except LinkClosedError as exc:
+                    raise self._lost(who, exc) from exc
             deadline = time.monotonic() + wait
             while True:
                 try:
