@@ -137,6 +137,9 @@ class LocalTiled:
         """Stop the server (later calls do nothing; nor does interpreter exit)."""
         atexit.unregister(self.close)
         stop(self._process)
+        self._output.join(timeout=5)  # ends at the output's end
+        if not self._output.is_alive() and self._process.stdout is not None:
+            self._process.stdout.close()
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
