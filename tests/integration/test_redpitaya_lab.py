@@ -2,12 +2,12 @@
 
 import json
 import math
-import threading
 
 import h5py
 import numpy as np
 import pytest
 
+from labsky.testing.documents import AfterEvents
 from tests.conftest import REPO
 
 SIM = REPO / "profiles" / "sim"
@@ -40,10 +40,14 @@ def test_bode_sweep_and_traces_land_in_hdf5_with_the_resonance(labsky_session):
 
 def test_a_board_lost_mid_series_fails_the_run_and_keeps_its_traces(labsky_session):
     session = labsky_session(SIM, tiled=False)
-    timer = threading.Timer(1.5, session.simulators.set_fault, ("rp", "disconnect"))
-    timer.start()
-    with pytest.raises(Exception, match="rp"):
-        session.run("scope_series", "rp.scope", 2000, md={"sample": "unplug"})
+    unplug = AfterEvents(5, lambda: session.simulators.set_fault("rp", "disconnect"))
+    token = session.run_engine.subscribe(unplug)  # mid-run, however loaded we are
+    try:
+        with pytest.raises(Exception, match="rp"):
+            session.run("scope_series", "rp.scope", 2000, md={"sample": "unplug"})
+    finally:
+        session.run_engine.unsubscribe(token)
+    assert unplug.fired.is_set()
     session.catalogued()
     [path] = [
         p

@@ -1,7 +1,8 @@
-"""Collect the documents of a run and check them against event-model."""
+"""Collect the documents of a run and check them against event-model; act on them."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import event_model
@@ -35,3 +36,45 @@ class DocumentCollector:
     def names(self) -> list[str]:
         """Return the document types in order."""
         return [n for n, _ in self.documents]
+
+
+class AfterEvents:
+    """A RunEngine callback that does something once a stream has `count` events.
+
+    For faults injected mid-run (an instrument unplugged, a knock on the
+    table): tied to the run's progress, not to a timer that a loaded machine
+    may fire before the first event. `action` runs in a thread of its own,
+    so the RunEngine's thread is never blocked by it.
+
+    Args:
+        count: Events of `stream` to wait for.
+        action: What to do then (called once, without arguments).
+        stream: The stream's name.
+
+    Attributes:
+        fired: Set once `action` has returned.
+    """
+
+    def __init__(self, count: int, action: Any, stream: str = "primary"):
+        self.count = count
+        self.action = action
+        self.stream = stream
+        self.seen = 0
+        self.fired = threading.Event()
+        self._descriptors: set[str] = set()
+        self._started = False
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "descriptor" and doc.get("name") == self.stream:
+            self._descriptors.add(doc["uid"])
+        elif name in ("event", "event_page") and doc["descriptor"] in self._descriptors:
+            self.seen += len(doc["seq_num"]) if name == "event_page" else 1
+            if self.seen >= self.count and not self._started:
+                self._started = True
+                threading.Thread(target=self._fire, daemon=True).start()
+
+    def _fire(self) -> None:
+        try:
+            self.action()
+        finally:
+            self.fired.set()

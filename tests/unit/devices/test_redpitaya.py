@@ -7,7 +7,6 @@ transmission is on AIN0.
 """
 
 import math
-import threading
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
@@ -29,6 +28,7 @@ from labsky.devices.redpitaya.plans import (
     scope_series,
     sweep_frequencies,
 )
+from labsky.testing.documents import AfterEvents
 from labsky.transports import InstrumentRefusedError
 
 
@@ -217,12 +217,11 @@ def test_pid_lock_searches_engages_and_holds_the_cavity(
 
 
 def test_pid_lock_relocks_after_a_knock_on_the_table(lab, rp, run_engine):
-    knock = threading.Timer(3.5, lab["rp"].kick, (0.2,))  # 4 half widths
-    knock.start()
-    try:
-        result = run_engine(pid_lock(rp.pid, hold=3.0))
-    finally:
-        knock.cancel()
+    # 4 half widths, once the lock is engaged: primary's readings are the
+    # verify's (about 7) and then the hold's (30)
+    knock = AfterEvents(10, lambda: lab["rp"].kick(0.2))
+    result = run_engine(pid_lock(rp.pid, hold=3.0), knock)
+    assert knock.fired.is_set()
     lock = result.plan_result
     assert lock["locked"] and lock["relocks"] >= 1
     assert lock["output"] == pytest.approx(0.55, abs=0.05)  # the new fringe
@@ -248,10 +247,12 @@ def test_slow_io_reads_the_inputs_and_sets_the_outputs(rp, run_engine):
 def test_a_board_that_goes_away_mid_series_fails_with_its_name(
     lab, rp, run_engine, collect_documents
 ):
-    timer = threading.Timer(0.5, lab.set_fault, ("rp", "disconnect"))
-    timer.start()
+    unplug = AfterEvents(3, lambda: lab.set_fault("rp", "disconnect"))
     with pytest.raises(Exception, match="rp"):
-        run_engine(scope_series(rp.scope, 1000, delay_time=0.01), collect_documents)
+        run_engine(
+            scope_series(rp.scope, 1000, delay_time=0.01), [collect_documents, unplug]
+        )
+    assert unplug.fired.is_set()
     [stop] = collect_documents.of("stop")
     assert stop["exit_status"] == "fail"
     assert 1 < len(collect_documents.of("event")) < 1000

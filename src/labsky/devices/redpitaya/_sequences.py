@@ -263,8 +263,11 @@ async def acquire_deep(controller: RedPitayaController) -> Trace:
                 )
             ).split(";")
         ]
-        # 4 bytes a sample in VOLTS; a slow link needs a while
-        read_timeout = max(controller.link_timeout(), 2.0 + samples * 4 / 2e6)
+        # 4 bytes a sample in VOLTS. The board copies and converts the whole
+        # window before the block's first byte (its header carries the
+        # length), so the wait grows with the window: allow 0.5 MB/s, plus
+        # 5 s for a busy board (9 s for the largest, 512 Ki samples)
+        read_timeout = max(controller.link_timeout(), 5.0 + samples * 4 / 0.5e6)
         data = [
             (
                 await scpi.deep_trace(
