@@ -47,7 +47,7 @@ def test_a_board_lost_mid_series_fails_the_run_and_keeps_its_traces(labsky_sessi
             session.run("scope_series", "rp.scope", 2000, md={"sample": "unplug"})
     finally:
         session.run_engine.unsubscribe(token)
-    assert unplug.fired.is_set()
+    assert unplug.fired.wait(10)
     session.catalogued()
     [path] = [
         p

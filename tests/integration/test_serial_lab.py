@@ -63,7 +63,7 @@ def test_unplugging_the_meter_mid_scan_fails_the_run_and_keeps_its_data(labsky_s
             )
     finally:
         session.run_engine.unsubscribe(token)
-    assert unplug.fired.is_set()
+    assert unplug.fired.wait(10)
     session.catalogued()
     [path] = [
         p

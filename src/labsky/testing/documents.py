@@ -52,7 +52,8 @@ class AfterEvents:
         stream: The stream's name.
 
     Attributes:
-        fired: Set once `action` has returned.
+        fired: Set once `action` has returned (the run may notice what it did
+            a moment before: wait on it).
     """
 
     def __init__(self, count: int, action: Any, stream: str = "primary"):

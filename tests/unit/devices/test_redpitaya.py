@@ -221,7 +221,7 @@ def test_pid_lock_relocks_after_a_knock_on_the_table(lab, rp, run_engine):
     # verify's (about 7) and then the hold's (30)
     knock = AfterEvents(10, lambda: lab["rp"].kick(0.2))
     result = run_engine(pid_lock(rp.pid, hold=3.0), knock)
-    assert knock.fired.is_set()
+    assert knock.fired.wait(10)
     lock = result.plan_result
     assert lock["locked"] and lock["relocks"] >= 1
     assert lock["output"] == pytest.approx(0.55, abs=0.05)  # the new fringe
@@ -252,7 +252,7 @@ def test_a_board_that_goes_away_mid_series_fails_with_its_name(
         run_engine(
             scope_series(rp.scope, 1000, delay_time=0.01), [collect_documents, unplug]
         )
-    assert unplug.fired.is_set()
+    assert unplug.fired.wait(10)
     [stop] = collect_documents.of("stop")
     assert stop["exit_status"] == "fail"
     assert 1 < len(collect_documents.of("event")) < 1000

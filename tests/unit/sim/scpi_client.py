@@ -100,8 +100,14 @@ class ScpiClient:
         data, self.buffer = self.buffer[:count], self.buffer[count:]
         return data
 
-    def block(self, text: str) -> bytes:
-        """Send a query answered by a binary block; return its bytes."""
+    def block(self, text: str, timeout: float = 30.0) -> bytes:
+        """Send a query answered by a binary block; return its bytes.
+
+        The board prepares the whole block before its first byte (a deep
+        trace of 1 Mi samples takes a while on a loaded host): `timeout`
+        bounds each wait for data.
+        """
+        self.sock.settimeout(timeout)
         self.send(text)
         head = self._exactly(2)
         assert head[:1] == b"#", head
