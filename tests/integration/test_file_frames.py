@@ -20,7 +20,6 @@ from ophyd_async.sim import PatternGenerator, SimBlobDetector, SimStage
 from labsky.daemon.device_api import DeviceService
 from labsky.daemon.device_client import DeviceClient
 from labsky.daemon.file_frames import FileFrames, file_path, is_image
-from labsky.session import start
 
 
 def test_image_keys_and_file_uris():
@@ -165,7 +164,7 @@ def test_a_file_that_is_gone_gives_no_frame_not_an_error(tmp_path):
 
 
 @pytest.fixture
-def blob_lab(tmp_path, monkeypatch):
+def blob_lab(tmp_path, labsky_session):
     profile = tmp_path / "profile"
     profile.mkdir()
     (profile / "devices.yaml").write_text(
@@ -187,14 +186,12 @@ def blob_lab(tmp_path, monkeypatch):
     (profile / "profile.yaml").write_text(
         "devices: [devices.yaml]\ntiled: {uri: null}\n"
     )
-    monkeypatch.setenv("LABSKY_DATA_DIR", str(tmp_path / "data"))
-    session = start(profile, progress=False)
+    session = labsky_session(profile)
     service = DeviceService(session).start()
     try:
         yield session, service
     finally:
         service.close()
-        session.close()
 
 
 def test_the_device_api_sends_the_frames_a_plan_writes(blob_lab):

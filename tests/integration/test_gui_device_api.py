@@ -14,11 +14,10 @@ import pytest
 
 from labsky.daemon.device_api import DeviceService
 from labsky.daemon.device_client import DeviceClient, DeviceRequestError
-from labsky.session import start
 
 
 @pytest.fixture
-def lab(tmp_path, simulated_lab, monkeypatch):
+def lab(tmp_path, simulated_lab, labsky_session):
     link = tmp_path / "ttyUSB-meter"
     host = simulated_lab(
         {"meter": {"kind": "newport1830c", "params": {"link": str(link)}}},
@@ -46,14 +45,12 @@ def lab(tmp_path, simulated_lab, monkeypatch):
     (profile / "profile.yaml").write_text(
         "devices: [devices.yaml]\nconnect_timeout: 2\ntiled: {uri: null}\n"
     )
-    monkeypatch.setenv("LABSKY_DATA_DIR", str(tmp_path / "data"))
-    session = start(profile, progress=False)
+    session = labsky_session(profile)
     service = DeviceService(session).start()
     try:
         yield host, session, service
     finally:
         service.close()
-        session.close()
 
 
 def ask(service, op, **fields):

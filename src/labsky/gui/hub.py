@@ -519,12 +519,11 @@ class Cockpit:
                 f"scan {doc.get('scan_id')} ({doc.get('plan_name')}) started",
                 "run",
             )
-        elif self.scan is None:
             return
-        if self.scan.fit is not None and name != "start":
+        if self.scan is None:
+            return
+        if self.scan.fit is not None:
             self._fit(name, doc)
-        if name == "start":
-            return
         if name == "descriptor":
             summary = descriptor_summary(doc)
             self.scan.descriptors[summary["uid"]] = summary
