@@ -1,8 +1,75 @@
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from labsky.pipeline.ring.layout import HEADER, wake_path
+from labsky.processes import pid_alive
+
 REPO = Path(__file__).resolve().parents[1]
+#: Where the suite's rings go: a folder of its own, removed when it ends.
+RING_ROOT = (
+    Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+)
+_SUITE_PREFIX = "labsky-suite-"
+_RING_DIR = pytest.StashKey[Path]()
+
+
+def pytest_configure(config):
+    """Give the whole run (every xdist worker, every subprocess) one ring folder.
+
+    Sessions that a test kills keep their ring for recovery, as they should;
+    in `/dev/shm` such rings hold memory until a reboot. Here they go into a
+    folder that the run removes at its end (and a later run, if this one was
+    killed), so the suite never eats the machine's memory.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller's folder is in the environment it inherited
+    for old in RING_ROOT.glob(f"{_SUITE_PREFIX}*"):
+        pid = old.name.removeprefix(_SUITE_PREFIX).partition("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    ring_dir = Path(
+        tempfile.mkdtemp(prefix=f"{_SUITE_PREFIX}{os.getpid()}-", dir=RING_ROOT)
+    )
+    os.environ["LABSKY_RING_DIR"] = str(ring_dir)
+    config.stash[_RING_DIR] = ring_dir
+
+
+def pytest_unconfigure(config):
+    ring_dir = config.stash.get(_RING_DIR, None)
+    if ring_dir is not None:
+        shutil.rmtree(ring_dir, ignore_errors=True)
+
+
+def _writer_alive(ring: Path) -> bool:
+    try:
+        with ring.open("rb") as f:
+            header = f.read(HEADER.size)
+    except OSError:
+        return False
+    if len(header) < HEADER.size:
+        return False
+    pid = HEADER.unpack(header)[-1]
+    return pid == os.getpid() or pid_alive(pid)
+
+
+@pytest.fixture(autouse=True)
+def _rings_left_behind(request):
+    """Remove the rings a test's dead sessions left (each holds its size in memory)."""
+    ring_dir = Path(os.environ["LABSKY_RING_DIR"])
+    before = set(ring_dir.glob("*.ring"))
+    yield
+    left = [r for r in set(ring_dir.glob("*.ring")) - before if not _writer_alive(r)]
+    log = os.environ.get("LABSKY_RING_LEAK_LOG")
+    if left and log:
+        with open(log, "a") as f:
+            f.write(f"{request.node.nodeid} {' '.join(r.name for r in left)}\n")
+    for ring in left:
+        ring.unlink(missing_ok=True)
+        wake_path(ring).unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)

@@ -470,8 +470,9 @@ class RingConfig(BaseModel):
     """The Arrow ring buffer documents travel through.
 
     Attributes:
-        directory: Where the memory-mapped ring file lives; `/dev/shm` is
-            fastest, a disk path survives a power cut.
+        directory: Where the memory-mapped ring file lives; defaults to
+            `$LABSKY_RING_DIR`, else `/dev/shm` (fastest; a disk path
+            survives a power cut).
         size_mb: Size of the ring in MiB (pre-faulted at start).
         slot_kb: Size of one slot in KiB: every document, and one event
             row of the widest stream (a 16384-sample trace is 64 KiB as
@@ -480,9 +481,16 @@ class RingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    directory: Path = Path("/dev/shm")
+    directory: Path | None = None
     size_mb: int = Field(default=256, ge=1, le=65536)
     slot_kb: int = Field(default=256, ge=4, le=1048576)
+
+    @property
+    def path(self) -> Path:
+        """The ring's directory: `directory`, else `$LABSKY_RING_DIR`, else /dev/shm."""
+        if self.directory is not None:
+            return self.directory
+        return Path(os.environ.get("LABSKY_RING_DIR") or "/dev/shm")
 
 
 class StorageConfig(BaseModel):

@@ -1,10 +1,12 @@
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from labsky.config import (
     ConfigError,
+    RingConfig,
     devices_schema,
     load_devices,
     load_profile,
@@ -215,6 +217,18 @@ def test_profile_paths_resolve_against_its_directory():
         REPO / "devices" / "sim-table.yaml",
     ]
     assert all(p.is_file() for p in profile.plan_files)
+
+
+def test_ring_directory_is_the_profiles_else_labsky_ring_dir_else_dev_shm(
+    monkeypatch, tmp_path
+):
+    from labsky.pipeline import ring_path
+
+    monkeypatch.delenv("LABSKY_RING_DIR", raising=False)
+    assert RingConfig().path == Path("/dev/shm")
+    monkeypatch.setenv("LABSKY_RING_DIR", str(tmp_path))
+    assert ring_path(RingConfig(), "sim", tmp_path).parent == tmp_path
+    assert RingConfig(directory=Path("/srv/ring")).path == Path("/srv/ring")
 
 
 def test_committed_schemas_are_current():

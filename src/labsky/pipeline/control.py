@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 def ring_path(ring: RingConfig, profile_name: str, data_dir: Path) -> Path:
     """The ring file of a session: one per data directory."""
     digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:10]
-    return ring.directory / f"labsky-{profile_name or 'default'}-{digest}.ring"
+    return ring.path / f"labsky-{profile_name or 'default'}-{digest}.ring"
 
 
 @dataclass(frozen=True)
@@ -266,6 +266,8 @@ class DataPipeline:
             self.worker.expect("ready")
         except BaseException:
             self.worker.process.kill()
+            self.worker.process.wait()
+            self._closed = True  # nothing was published: close has nothing to do
             raise
         self._writer = RingWriter(self._ring, check=self.check)
         return self

@@ -255,6 +255,38 @@ def test_batch_larger_than_a_slot(tmp_path):
         writer.publish(batch(0, rows=1000))
 
 
+def test_a_ring_without_room_is_refused_not_a_bus_error(tmp_path):
+    """A full /dev/shm once killed whole test workers with SIGBUS (the pre-fault)."""
+    room = tmp_path / "small"
+    room.mkdir()
+    script = textwrap.dedent(
+        f"""
+        from labsky.pipeline.ring import RingBuffer, RingSpaceError
+        try:
+            RingBuffer("{room}/new.ring", slot_count=16, slot_size=256 * 1024)
+        except RingSpaceError as exc:
+            print(exc)
+        """
+    )
+    mount = f"mount -t tmpfs -o size=2m tmpfs {room} && "
+    if subprocess.run(["unshare", "-rm", "sh", "-c", mount + "true"]).returncode:
+        pytest.skip("cannot mount a small tmpfs here (unshare -rm refused)")
+    # Inside its own mount namespace: a 2 MiB tmpfs, 1 MiB taken by an old ring.
+    fill = f"head -c 1048576 /dev/zero > {room}/labsky-old-0123456789.ring && "
+    done = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'{mount}{fill}"$0" -c "$1" && ls {room}']
+        + [sys.executable, script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "needs 4 MiB but" in done.stdout
+    assert "1 other rings there hold 1 MiB" in done.stdout
+    assert "ring.size_mb" in done.stdout and "LABSKY_RING_DIR" in done.stdout
+    assert "new.ring" not in done.stdout.splitlines()[-1]  # removed, room given back
+
+
 def test_not_a_ring(tmp_path):
     (tmp_path / "junk").write_bytes(b"x" * 8192)
     with pytest.raises(RingCorruptError, match="is not a labsky ring"):

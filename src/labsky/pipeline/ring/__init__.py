@@ -8,7 +8,12 @@ readers may be overrun, and are told how many batches they missed. The byte
 layout is in `labsky.pipeline.ring.layout`.
 """
 
-from labsky.pipeline.ring.buffer import RingBuffer, RingFullError, StorageStalledError
+from labsky.pipeline.ring.buffer import (
+    RingBuffer,
+    RingFullError,
+    RingSpaceError,
+    StorageStalledError,
+)
 from labsky.pipeline.ring.reader import (
     Batch,
     RingCorruptError,
@@ -25,5 +30,6 @@ __all__ = [
     "RingFullError",
     "RingOverrunError",
     "RingReader",
+    "RingSpaceError",
     "StorageStalledError",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import mmap
 import os
@@ -45,6 +46,41 @@ class RingFullError(LabskyError, RuntimeError):
 
 class StorageStalledError(LabskyError, RuntimeError):
     """The ring is full and its durable reader has stopped taking batches."""
+
+
+class RingSpaceError(LabskyError, OSError):
+    """The ring's directory has not room for the ring; the message says what to do."""
+
+
+def _reserve(fd: int, path: Path, size: int) -> None:
+    """Give the new ring file all its blocks now, or refuse with what to do.
+
+    A mapped file whose pages cannot be backed (a full `/dev/shm`) would kill
+    the process with SIGBUS at the first write; reserved blocks cannot fail.
+    The file is removed when the room is not there.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        os.ftruncate(fd, 0)
+        path.unlink(missing_ok=True)
+        stat = os.statvfs(path.parent)
+        free = stat.f_bavail * stat.f_frsize
+        others = [p.stat().st_size for p in path.parent.glob("*.ring")]
+        held = (
+            f"; {len(others)} other rings there hold {sum(others) / 2**20:.0f} MiB"
+            if others
+            else ""
+        )
+        raise RingSpaceError(
+            f"the ring {path} needs {size / 2**20:.0f} MiB but {path.parent} has "
+            f"{free / 2**20:.0f} MiB free{held}: free room there (a session that "
+            "died leaves its ring for `labsky recover PROFILE`, which stores and "
+            "removes it), or make the ring smaller (ring.size_mb) or put it "
+            "elsewhere (ring.directory, or LABSKY_RING_DIR)"
+        ) from None
 
 
 class RingBuffer:
@@ -91,7 +127,7 @@ class RingBuffer:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(fd, 0o600)  # an older ring file keeps its mode otherwise
-            os.ftruncate(fd, size)
+            _reserve(fd, self.path, size)
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
