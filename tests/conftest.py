@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from labsky.pipeline.ring.layout import HEADER, wake_path
+from labsky.pipeline.ring.layout import HEADER, MAGIC, wake_path
 from labsky.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,13 +20,20 @@ _RING_DIR = pytest.StashKey[Path]()
 def pytest_configure(config):
     """Give the whole run (every xdist worker, every subprocess) one ring folder.
 
+    Each xdist worker gets a folder of its own inside it, so that what one
+    worker's test leaves is not taken for another's.
+
     Sessions that a test kills keep their ring for recovery, as they should;
     in `/dev/shm` such rings hold memory until a reboot. Here they go into a
     folder that the run removes at its end (and a later run, if this one was
     killed), so the suite never eats the machine's memory.
     """
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        return  # the controller's folder is in the environment it inherited
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and "LABSKY_RING_DIR" in os.environ:  # inside the controller's folder
+        ring_dir = Path(os.environ["LABSKY_RING_DIR"]) / worker
+        ring_dir.mkdir(exist_ok=True)
+        os.environ["LABSKY_RING_DIR"] = str(ring_dir)
+        return
     for old in RING_ROOT.glob(f"{_SUITE_PREFIX}*"):
         pid = old.name.removeprefix(_SUITE_PREFIX).partition("-")[0]
         if pid.isdigit() and not pid_alive(int(pid)):
@@ -38,22 +45,36 @@ def pytest_configure(config):
     config.stash[_RING_DIR] = ring_dir
 
 
+def pytest_report_header(config):
+    """Say where the rings go and how much room is there (each session needs its size)."""
+    ring_dir = config.stash.get(_RING_DIR, None)
+    if ring_dir is None:
+        return None
+    stat = os.statvfs(ring_dir)
+    free = stat.f_bavail * stat.f_frsize / 2**30
+    return f"labsky rings: {ring_dir} ({free:.1f} GiB free)"
+
+
 def pytest_unconfigure(config):
     ring_dir = config.stash.get(_RING_DIR, None)
     if ring_dir is not None:
         shutil.rmtree(ring_dir, ignore_errors=True)
 
 
-def _writer_alive(ring: Path) -> bool:
+def _writer_dead(ring: Path) -> bool:
+    """Whether the ring is complete and the process that wrote it has ended.
+
+    A ring still being created has no header yet: it is not taken for dead.
+    """
     try:
         with ring.open("rb") as f:
             header = f.read(HEADER.size)
     except OSError:
         return False
-    if len(header) < HEADER.size:
+    if len(header) < HEADER.size or HEADER.unpack(header)[0] != MAGIC:
         return False
     pid = HEADER.unpack(header)[-1]
-    return pid == os.getpid() or pid_alive(pid)
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +83,7 @@ def _rings_left_behind(request):
     ring_dir = Path(os.environ["LABSKY_RING_DIR"])
     before = set(ring_dir.glob("*.ring"))
     yield
-    left = [r for r in set(ring_dir.glob("*.ring")) - before if not _writer_alive(r)]
+    left = [r for r in set(ring_dir.glob("*.ring")) - before if _writer_dead(r)]
     log = os.environ.get("LABSKY_RING_LEAK_LOG")
     if left and log:
         with open(log, "a") as f:

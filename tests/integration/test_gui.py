@@ -8,7 +8,6 @@ screenshot goes to tmp_path, or into the docs with LABSKY_SCREENSHOTS=docs.
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -64,14 +63,14 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browsers(lab):
+def browsers(lab, tmp_path_factory):
     """Two browsers on the cockpit page."""
     _, server = lab
     args = ARGS + (["--no-sandbox"] if os.geteuid() == 0 else [])
     with playwright.sync_playwright() as driver:
         contexts = [
             driver.chromium.launch_persistent_context(
-                tempfile.mkdtemp(prefix="labsky-chromium-"),
+                tmp_path_factory.mktemp("chromium"),
                 executable_path=str(CHROMIUM),
                 headless=True,
                 args=args,

@@ -67,6 +67,8 @@ def test_a_mistake_in_a_table_fails_at_load_with_the_tables_file_and_line(tmp_pa
         ("{type: enum, query: 'F?'}", "an enum signal needs `choices`"),
         ("{type: float, set: 'X {value}'}", "a signal in readings needs a `query`"),
         ("{type: float, query: 'X?', parse: {regex: '('}}", "bad regular expression"),
+        # Python only warns of `[[` (its meaning changes in a future Python)
+        ("{type: float, query: 'X?', parse: {regex: '[[0-9]'}}", "possible nested set"),
         ("{type: float, query: 'X?', limits: [5, 1]}", "limits are [low, high]"),
     ],
 )
@@ -76,7 +78,7 @@ def test_inconsistent_signals_are_refused(tmp_path, signal, problem):
         SerialInstrumentParams.model_validate(
             {"port": "/dev/null", "table": "t.yaml"}, context={"base_dir": tmp_path}
         )
-    assert problem in str(info.value) and "t.yaml:3" in str(info.value)
+    assert problem.lower() in str(info.value).lower() and "t.yaml:3" in str(info.value)
 
 
 def test_the_yaml_1830c_reads_like_the_python_driver(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,11 +28,20 @@ ReadAs = Literal["hinted", "normal", "config", "none"]
 
 
 def _regex(pattern: str) -> str:
-    """Check that a regular expression compiles (as a validation error)."""
+    """Check that a regular expression compiles (as a validation error).
+
+    One that Python warns about (`[[` is a "possible nested set", whose
+    meaning a future Python changes) is refused too: escape the bracket.
+    """
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            re.compile(pattern)
+    except (re.error, Warning) as exc:
+        raise ValueError(
+            f"bad regular expression {pattern!r}: {exc} (a literal [ ] ( ) . * + "
+            "? | ^ $ or \\ is written with a backslash before it)"
+        ) from None
     return pattern
 
 

@@ -467,6 +467,30 @@ def _read_pid(pid: RedPitayaPid, stream: str = "primary") -> MsgGenerator[Any]:
     return {key: value["value"] for key, value in reading.items()}
 
 
+def _loop_iterations(pid: RedPitayaPid, count: int, rate: float) -> MsgGenerator[None]:
+    """Wait until the loop has run `count` more times (however slow the host).
+
+    Three iterations after a change, the loop's input reading follows it:
+    the one under way may have computed its output before the change, the
+    next writes the new output, and the third reads its effect.
+
+    Raises:
+        RuntimeError: If the loop stops iterating (a hundred periods without).
+    """
+    start = yield from bps.rd(pid.iterations)
+    last, idle = start, 0
+    while last < start + count:
+        yield from bps.sleep(0.5 / rate)
+        now = yield from bps.rd(pid.iterations)
+        idle = 0 if now != last else idle + 1
+        if idle > 200:
+            raise RuntimeError(
+                f"{pid.name}: the loop has not run for {100 / rate:g} s "
+                "(is it enabled, did its board go away?)"
+            )
+        last = now
+
+
 def search_fringe(pid: RedPitayaPid, settings: LockSettings) -> MsgGenerator[Fringe]:
     """Step the integrator with the gains at zero, record the input (stream `search`).
 
@@ -488,7 +512,7 @@ def search_fringe(pid: RedPitayaPid, settings: LockSettings) -> MsgGenerator[Fri
     measured = pid.setpoint.measured.name
     for u in outputs:
         yield from bps.mv(pid.ival, float(u))
-        yield from bps.sleep(2.5 / rate)  # the loop applies it, then reads
+        yield from _loop_iterations(pid, 3, rate)  # applied, then read back
         values = yield from _read_pid(pid, "search")
         inputs.append(float(values[measured]))
     return find_fringe(outputs, inputs, settings)
