@@ -111,6 +111,13 @@ def test_search_fringe_steps_the_integrator_with_the_gains_at_zero(pid):
         sim.add_handler("locate", lambda msg, where=located: where, signal.name)
     ival = [0.0]
     sim.add_handler("set", lambda msg: ival.__setitem__(0, msg.args[0]), pid.ival.name)
+    iterations = [0]  # the loop runs once each time the plan looks
+
+    def tick(msg):
+        iterations[0] += 1
+        return {msg.obj.name: {"value": iterations[0], "timestamp": 0.0}}
+
+    sim.add_handler("read", tick, pid.iterations.name)
     measured = pid.setpoint.measured.name
 
     def read_pid(msg):
@@ -131,8 +138,20 @@ def test_search_fringe_steps_the_integrator_with_the_gains_at_zero(pid):
     np.testing.assert_allclose(steps, np.linspace(-1, 1, 401))
     streams = [m.kwargs["name"] for m in messages if m.command == "create"]
     assert streams == ["search"] * 401
+    # each step waits for three loop iterations (looking every half period
+    # at 100 Hz) before it reads the input, however slow the loop runs
+    assert iterations[0] == 401 * 4
     sleeps = {m.args[0] for m in messages if m.command == "sleep"}
-    assert sleeps == {0.025}  # 2.5 loop periods at 100 Hz
+    assert sleeps == {0.005}
+
+
+def test_search_fringe_names_the_pid_whose_loop_stopped_running(pid):
+    sim = RunEngineSimulator()
+    rate = {"setpoint": 100.0, "readback": 100.0}
+    sim.add_handler("locate", lambda msg: rate, pid.rate.name)
+    sim.add_read_handler_for(pid.iterations, 7)  # never advances
+    with pytest.raises(RuntimeError, match="rp-pid: the loop has not run for 1 s"):
+        sim.simulate_plan(search_fringe(pid, LockSettings(search=(-1.0, 1.0))))
 
 
 def test_engage_starts_the_integrator_at_the_crossing_with_the_gains(pid):

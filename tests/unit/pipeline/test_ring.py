@@ -282,7 +282,7 @@ def test_a_ring_without_room_is_refused_not_a_bus_error(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "needs 4 MiB but" in done.stdout
-    assert "1 other rings there hold 1 MiB" in done.stdout
+    assert "other rings there (1) hold 1 MiB" in done.stdout
     assert "ring.size_mb" in done.stdout and "LABSKY_RING_DIR" in done.stdout
     assert "new.ring" not in done.stdout.splitlines()[-1]  # removed, room given back
 

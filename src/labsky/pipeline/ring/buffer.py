@@ -70,7 +70,7 @@ def _reserve(fd: int, path: Path, size: int) -> None:
         free = stat.f_bavail * stat.f_frsize
         others = [p.stat().st_size for p in path.parent.glob("*.ring")]
         held = (
-            f"; {len(others)} other rings there hold {sum(others) / 2**20:.0f} MiB"
+            f"; other rings there ({len(others)}) hold {sum(others) / 2**20:.0f} MiB"
             if others
             else ""
         )
