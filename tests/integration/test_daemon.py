@@ -18,6 +18,8 @@ from tiled.client import from_uri
 
 from labsky.client import LabClient, PlanRefusedError
 from labsky.daemon import Daemon, DaemonError
+from labsky.pipeline.format import OPEN_RUNS
+from labsky.pipeline.live import profile_ring_path
 from labsky.testing.waiting import wait_until
 from tests.conftest import REPO
 
@@ -43,6 +45,8 @@ def daemon(tmp_path_factory):
             yield runner
         finally:
             runner.close()
+        # the session closed whole before its manager was stopped
+        assert not profile_ring_path(REPO / "profiles" / "sim").exists()
 
 
 @pytest.fixture
@@ -398,9 +402,11 @@ def test_daemon_command_serves_then_stops_cleanly_on_ctrl_c(tmp_path, monkeypatc
                 break
         assert lines and lines[-1].startswith("ready"), "".join(lines)
         addresses = tmp_path / "sim" / "daemon" / "daemon.json"
+        ring = profile_ring_path(REPO / "profiles" / "sim")
         with LabClient.of_profile(REPO / "profiles" / "sim") as lab:
             done = lab.run("count", ["meter"], num=2, md={"sample": "cli"})
             assert done["result"]["exit_status"] == "completed"
+        assert ring.exists()
         os.killpg(process.pid, 2)  # Ctrl-C at the daemon's terminal
         rest = process.communicate(timeout=90)[0]
     finally:
@@ -409,6 +415,9 @@ def test_daemon_command_serves_then_stops_cleanly_on_ctrl_c(tmp_path, monkeypatc
     assert process.returncode == 0, rest
     assert "stopping" in rest and "closing the environment" not in rest
     assert not addresses.exists()
+    # the session closed whole before its manager stopped: all stored, ring gone
+    assert not ring.exists()
+    assert not (tmp_path / "sim" / "runs" / OPEN_RUNS).exists()
 
 
 def test_missing_redis_says_what_to_install(tmp_path):

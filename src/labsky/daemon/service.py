@@ -401,9 +401,23 @@ class Daemon:
         return self._manager.wait()
 
     def close(self, timeout: float = 60.0) -> None:
-        """Close the environment (the session drains into HDF5), then stop all."""
+        """Close the environment (the session drains into HDF5), then stop all.
+
+        The RE Manager gives its worker half a second to end, then goes on;
+        the session there may still be storing its last rows. The manager is
+        stopped only once that process (the writer of the session's ring) has
+        ended, or its stop would kill the session halfway through its close
+        (leaving the ring for `labsky recover`).
+        """
+        from labsky.pipeline import ring_path
+        from labsky.pipeline.holders import live_worker, ring_writer_pid
+        from labsky.processes import wait_for_exit
+
         if self.addresses is not None and self._manager is not None:
             if self._manager.poll() is None:
+                session = ring_writer_pid(
+                    ring_path(self.profile.ring, self.profile.name, self.data_dir)
+                )
                 api = self._api(self.addresses.control, self.addresses.info)
                 try:
                     if api.status()["worker_environment_exists"]:
@@ -413,14 +427,15 @@ class Daemon:
                     logger.warning("closing the environment: %s", exc)
                 finally:
                     api.close()
+                if session is not None and not wait_for_exit(session, timeout):
+                    logger.warning(
+                        "the session (pid %d) still closes after %g s", session, timeout
+                    )
         for process in (self._http, self._manager):
             stop(process, 15)
         if self._tiled is not None:
             # the worker's storage process registers its last runs: let it
             # finish before the catalog goes, or it (and the next start) waits
-            from labsky.pipeline.holders import live_worker
-            from labsky.processes import wait_for_exit
-
             worker = live_worker(self.data_dir / "runs")
             if worker is not None and not wait_for_exit(worker, timeout):
                 logger.warning(
