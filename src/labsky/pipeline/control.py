@@ -16,6 +16,7 @@ the worker makes progress.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -157,6 +158,15 @@ class _WorkerProcess:
                 raise StorageError(self._died())
             return self._replies.pop(key)
 
+    def release(self) -> None:
+        """Close the pipes to a worker that has ended (or been killed)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        with contextlib.suppress(OSError):  # a worker that died mid-message
+            self.process.stdin.close()
+        self._reader.join(10)  # it reads to the end of the output
+        if not self._reader.is_alive():
+            self.process.stdout.close()
+
     def healthy(self) -> bool:
         """Whether the worker runs and its sink has not stopped."""
         return self.failure is None and self.process.poll() is None
@@ -267,6 +277,7 @@ class DataPipeline:
         except BaseException:
             self.worker.process.kill()
             self.worker.process.wait()
+            self.worker.release()
             self._closed = True  # nothing was published: close has nothing to do
             raise
         self._writer = RingWriter(self._ring, check=self.check)
@@ -363,6 +374,8 @@ class DataPipeline:
         except (StorageError, subprocess.TimeoutExpired) as exc:
             logger.error("%s", exc)
             self.worker.process.kill()
+            self.worker.process.wait()
+        self.worker.release()
         if self._ring is None:
             return lag
         self._ring.close()
