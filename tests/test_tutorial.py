@@ -96,7 +96,8 @@ def test_every_block_runs_in_order(page, monkeypatch, capsys, reader_shell):
                 capture_output=True,
                 text=True,
                 timeout=900,
-                env=reader_shell,
+                # the test's data directory (the module's shell was made before it)
+                env={**reader_shell, "LABSKY_DATA_DIR": os.environ["LABSKY_DATA_DIR"]},
             )
             said = done.stdout + done.stderr
             assert done.returncode == 0, f"{block}\nfailed:\n{said}"

@@ -348,10 +348,17 @@ def test_pause_resume_and_abort_and_the_run_browser(page, other, tmp_path):
     view(page, "runs")
     page.fill('[data-testid="run-search"] input[name="sample"]', "GaAs")
     page.select_option('[data-testid="run-search-status"]', "abort")
-    # the catalog has the stop document within a second or so: search until then
-    for _ in range(60):
+    # the catalog has the stop document within a second or so: search until
+    # then, each time waiting for the answer to this search (not an older one)
+    for _ in range(300):  # each search takes a request to the catalog
+        answers = page.get_attribute('[data-testid="run-list"]', "data-answers")
         page.click('[data-testid="run-search-button"]')
-        page.wait_for_timeout(500)
+        page.wait_for_function(
+            """([answers]) => { const list = document.querySelector('#run-list');
+            return list.dataset.query === 'sample=GaAs&exit_status=abort'
+                && list.dataset.answers !== answers; }""",
+            arg=[answers],
+        )
         if page.locator('[data-testid="run-row"]').count():
             break
     assert page.locator('[data-testid="run-row"]').count() == 1

@@ -43,12 +43,18 @@ class LineSettings:
         read_termination: Ends every reply.
         encoding: Text encoding of commands and replies.
         timeout: Seconds to wait for a reply unless a command says otherwise.
+        answers_every_query: The instrument answers every query, if late
+            (it never refuses one by silence, as SCPI servers do): the reply
+            of a query that timed out is then waited for (up to `timeout`)
+            and dropped before the next command, so that the retry of a
+            query never leaves its own reply for the next query to take.
     """
 
     write_termination: str = "\r\n"
     read_termination: str = "\r\n"
     encoding: str = "ascii"
     timeout: float = 1.0
+    answers_every_query: bool = False
 
 
 @dataclass(frozen=True)
@@ -300,11 +306,13 @@ class StreamLink:
         return self._decode(raw, command)
 
     async def _collect_owed(self) -> None:
-        """Read the replies of queries cancelled after their write.
+        """Read the replies of queries cancelled (or timed out) after their write.
 
         A task cancelled while it waits for a reply (a loop stopped, a plan
-        aborted) leaves the reply in flight; it is read and dropped here so
-        the next query does not take it for its own.
+        aborted) leaves the reply in flight, as does a query that timed out
+        on an instrument that `answers_every_query`; it is read (within the
+        link's timeout) and dropped here so the next query does not take it
+        for its own.
         """
         while self._owed:
             read = self._owed[0]
@@ -330,6 +338,10 @@ class StreamLink:
                 return await read(timeout, command)
             except asyncio.CancelledError:
                 self._owed.append(lambda t: read(t, f"(late reply to {command!r})"))
+                raise
+            except InstrumentTimeoutError:
+                if self.line.answers_every_query:  # late, not never
+                    self._owed.append(lambda t: read(t, f"(late reply to {command!r})"))
                 raise
 
     async def query(self, command: str, timeout: float | None = None) -> str:

@@ -106,7 +106,10 @@ class Newport1830C(StandardReadable):
             port,
             SerialSettings(baudrate=9600),
             LineSettings(
-                write_termination="\n", read_termination="\n", timeout=timeout
+                write_termination="\n",
+                read_termination="\n",
+                timeout=timeout,
+                answers_every_query=True,  # `ERR` to what it does not know
             ),
         )
         with self.add_children_as_readables(Format.HINTED_SIGNAL):

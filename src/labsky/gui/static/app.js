@@ -791,20 +791,26 @@ function statsTable() {
 // ---------------------------------------------------------------- runs
 
 let runsSearched = false;
+let runsAsked = 0; // searches asked for: only the newest one's answer is shown
 $("#run-search").addEventListener("submit", (event) => { event.preventDefault(); searchRuns(); });
 
 async function searchRuns() {
   runsSearched = true;
+  const asked = ++runsAsked;
   const form = new FormData($("#run-search"));
   const query = new URLSearchParams();
   for (const [key, value] of form) if (value) query.set(key, value);
   try {
     const runs = await get(`/api/runs?${query}`);
-    $("#run-list").replaceChildren(...runs.map((run) => el("tr", { "data-testid": "run-row", "data-uid": run.uid, onclick: () => openRun(run.uid) },
+    if (asked !== runsAsked) return; // a newer search is under way (or shown)
+    const list = $("#run-list");
+    list.dataset.query = query.toString(); // what the rows answer, and how often
+    list.dataset.answers = String(Number(list.dataset.answers || 0) + 1);
+    list.replaceChildren(...runs.map((run) => el("tr", { "data-testid": "run-row", "data-uid": run.uid, onclick: () => openRun(run.uid) },
       el("td", { text: run.scan_id }), el("td", { text: run.plan_name }), el("td", { text: run.sample || "" }),
       el("td", { text: run.time ? new Date(run.time * 1000).toLocaleString() : "" }),
       el("td", { class: `status-${run.exit_status}`, text: run.exit_status, "data-testid": "run-exit-status-cell" }))));
-    if (!runs.length) $("#run-list").append(el("tr", {}, el("td", { colspan: 5, text: "no run matches" })));
+    if (!runs.length) list.append(el("tr", {}, el("td", { colspan: 5, text: "no run matches" })));
   } catch (error) { toast(error.message, true); }
 }
 
