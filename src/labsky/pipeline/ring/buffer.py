@@ -49,7 +49,7 @@ class StorageStalledError(LabskyError, RuntimeError):
 
 
 class RingSpaceError(LabskyError, OSError):
-    """The ring's directory has not room for the ring; the message says what to do."""
+    """The ring's directory has no room for the ring; the message says what to do."""
 
 
 def _reserve(fd: int, path: Path, size: int) -> None:
@@ -62,6 +62,9 @@ def _reserve(fd: int, path: Path, size: int) -> None:
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # cannot reserve here
+            os.ftruncate(fd, size)
+            return
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
         os.ftruncate(fd, 0)
