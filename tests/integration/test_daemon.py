@@ -262,11 +262,15 @@ def test_bad_plan_or_argument_is_refused_when_queued(client):
     assert client.status()["items_in_queue"] == before
 
 
-def _wait_state(client, state, timeout=60):
-    # the RE Manager answers status requests; it sends no notice of a change
-    wait_until(
-        lambda: client.status()["re_state"] == state, f"RE state {state}", timeout
-    )
+def _wait_paused(client, timeout=60):
+    # the RE Manager answers status requests; it sends no notice of a change.
+    # Its own state follows the RunEngine's a moment later, and it refuses an
+    # abort until it is "paused" too.
+    def paused():
+        status = client.status()
+        return status["re_state"] == status["manager_state"] == "paused"
+
+    wait_until(paused, "RE Manager paused", timeout)
 
 
 def _pause_and_abort(client, feed, sample, rows):
@@ -275,7 +279,7 @@ def _pause_and_abort(client, feed, sample, rows):
     client.start()
     feed.wait_for_events(sample, rows, stream="primary")
     client.pause()
-    _wait_state(client, "paused")
+    _wait_paused(client)
     client.abort()
     client.wait_idle(60)
     aborted = client.history()[-1]
@@ -292,7 +296,7 @@ def test_pause_resume_then_abort(client, daemon, feed):
     client.start()
     feed.wait_for_events("paused", 2)  # under way
     client.pause()
-    _wait_state(client, "paused")
+    _wait_paused(client)
     client.resume()
     client.wait_idle(120)
     resumed = client.history()[-1]
