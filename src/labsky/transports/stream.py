@@ -336,11 +336,9 @@ class StreamLink:
             await self.write(command)
             try:
                 return await read(timeout, command)
-            except asyncio.CancelledError:
-                self._owed.append(lambda t: read(t, f"(late reply to {command!r})"))
-                raise
-            except InstrumentTimeoutError:
-                if self.line.answers_every_query:  # late, not never
+            except (asyncio.CancelledError, InstrumentTimeoutError) as exc:
+                timed_out = isinstance(exc, InstrumentTimeoutError)
+                if not timed_out or self.line.answers_every_query:  # late, not never
                     self._owed.append(lambda t: read(t, f"(late reply to {command!r})"))
                 raise
 
