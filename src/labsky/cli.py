@@ -509,6 +509,7 @@ def serve(
     command line, where every local user could read it; on loopback the
     key stored with the data is the default.
     """
+    from labsky.pipeline.catalog_file import CatalogFileError
     from labsky.pipeline.server import (
         PARENT_ENV,
         check_api_key,
@@ -538,7 +539,10 @@ def serve(
     except ValueError as exc:
         raise _fail(f"error: {exc}", 2) from None
     key = api_key or stored_key(directory)
-    args = serve_command(directory, host, port, catalog)
+    try:
+        args = serve_command(directory, host, port, catalog)
+    except CatalogFileError as exc:
+        raise _fail(f"error: {exc}") from None
     shown = host if ":" not in host else f"[{host}]"
     typer.echo(f"Tiled serving {directory} at http://{shown}:{port}")
     source = "LABSKY_TILED_API_KEY" if api_key else f"{directory}/tiled/api_key"
@@ -598,13 +602,14 @@ def recover(
     nothing is deleted then.
     """
     from labsky.pipeline import RecoveryError, RingInUseError
+    from labsky.pipeline.catalog_file import CatalogFileError
     from labsky.pipeline.maintenance import recover_profile
 
     _logging()
     prof = _load_profile(profile, data_dir)
     try:
         report, lag = recover_profile(prof, tiled=tiled, without_ring=without_ring)
-    except (RecoveryError, RingInUseError) as exc:
+    except (RecoveryError, RingInUseError, CatalogFileError) as exc:
         raise _fail(f"labsky recover: {exc}") from None
     typer.echo(str(report))
     if lag.runs_behind:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from labsky.config import TiledConfig
+from labsky.pipeline.catalog_file import set_aside_unfinished
 from labsky.processes import free_port, stop
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class LocalTiled:
             start_new_session=True,  # a Ctrl-C at the terminal is for us, not it
         )
         self._listening = threading.Event()
+        self._serving = False
         self._output = threading.Thread(
             target=self._copy_output, name="labsky-tiled-log", daemon=True
         )
@@ -99,6 +101,7 @@ class LocalTiled:
                 log.write(line.replace(self.api_key.encode(), b"<api key>"))
                 log.flush()
                 if b"Uvicorn running on" in line:
+                    self._serving = True
                     self._listening.set()
         self._listening.set()  # it exited: wait_ready says so
 
@@ -112,10 +115,10 @@ class LocalTiled:
                     f"the Tiled server at {self.url} did not start in {self.timeout} s;"
                     f" see {self.log}"
                 )
-            if self._process.poll() is not None:
+            if not self._serving:  # its output ended: it exited, or is exiting
+                code = self._process.wait(self.timeout)
                 raise RuntimeError(
-                    f"the Tiled server exited with code {self._process.returncode};"
-                    f" see {self.log}"
+                    f"the Tiled server exited with code {code}; see {self.log}"
                 )
         except BaseException:
             self.close()
@@ -185,7 +188,9 @@ def serve_command(
     """The `tiled serve catalog` arguments serving a data directory.
 
     The catalog is the data directory's SQLite database unless `catalog`
-    names another (a `postgresql://` URI when a lab outgrows one machine).
+    names another (a `postgresql://` URI when a lab outgrows one machine);
+    a database whose creation was interrupted is set aside first
+    (`set_aside_unfinished`).
     The run files and detector files are readable storage, so the HDF5 bytes
     are served where they are. The API key is not among the arguments (any
     local user can read a command line): pass `server_environment(key)`.
@@ -196,11 +201,16 @@ def serve_command(
         port: TCP port.
         catalog: SQL catalog URI (default: `DATA/tiled/catalog.db`).
         readable: More directories whose files it may serve.
+
+    Raises:
+        CatalogFileError: If the SQLite catalog is unstamped yet holds entries.
     """
     data_dir = data_dir.resolve()
     tiled_dir = data_dir / "tiled"
     for directory in (tiled_dir / "data", data_dir / "runs", data_dir / "detectors"):
         directory.mkdir(parents=True, exist_ok=True)
+    if catalog is None:
+        set_aside_unfinished(tiled_dir / "catalog.db")
     return [
         "serve",
         "catalog",
