@@ -100,6 +100,7 @@ def test_the_yaml_1830c_reads_like_the_python_driver(
     )
     declared = serial_instrument(params)
     declared.set_name("declared")
+    assert declared.link.line.answers_every_query  # as the driver's link
     driver = Newport1830C(host.endpoints["python"], name="driver")
     rotator = Ell14(ElliptecBus(host.endpoints["bus"]), "2", name="rotator")
 

@@ -83,6 +83,15 @@ class LineTable(_Strict):
     read_termination: str = "\r\n"
     encoding: str = "ascii"
     timeout: float = Field(default=1.0, gt=0, description="Default reply timeout, s.")
+    answers_every_query: bool = Field(
+        default=False,
+        description=(
+            "The instrument answers every query, if late (ERR to what it does "
+            "not know, as the 1830-C); a timed-out query's late reply is then "
+            "waited for and dropped before the next command. Leave false for "
+            "SCPI instruments, which refuse a query by not answering."
+        ),
+    )
 
     def settings(self) -> LineSettings:
         """As transport settings."""
