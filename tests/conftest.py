@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from labsky.pipeline.ring.layout import HEADER, MAGIC, wake_path
+from labsky.pipeline.holders import recorded_writer
+from labsky.pipeline.ring.layout import wake_path
 from labsky.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +67,8 @@ def _writer_dead(ring: Path) -> bool:
 
     A ring still being created has no header yet: it is not taken for dead.
     """
-    try:
-        with ring.open("rb") as f:
-            header = f.read(HEADER.size)
-    except OSError:
-        return False
-    if len(header) < HEADER.size or HEADER.unpack(header)[0] != MAGIC:
-        return False
-    pid = HEADER.unpack(header)[-1]
-    return pid != os.getpid() and not pid_alive(pid)
+    pid = recorded_writer(ring)
+    return pid is not None and pid != os.getpid() and not pid_alive(pid)
 
 
 @pytest.fixture(autouse=True)

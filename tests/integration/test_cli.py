@@ -231,4 +231,5 @@ def test_sim_serves_a_profiles_instruments_to_other_processes(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+        process.stdout.close()
     assert not (links / "meter").exists()  # links removed on the way out

@@ -191,6 +191,7 @@ def test_the_worker_of_a_killed_session_does_not_wait_for_its_dead_catalog(tmp_p
     assert worker is not None
     os.kill(child.pid, signal.SIGKILL)  # its embedded Tiled server dies with it
     child.wait()
+    child.stdout.close()
     # It stores what was published and exits; the catalog's share waits for the
     # next session (pending marks), instead of retrying a server that is gone.
     assert wait_for_exit(worker, 20)

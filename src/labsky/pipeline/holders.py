@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from labsky.errors import LabskyError
 from labsky.pipeline.format import WORKER_PID
-from labsky.pipeline.ring.layout import HEADER
+from labsky.pipeline.ring.layout import HEADER, MAGIC
 from labsky.processes import pid_alive
 
 
@@ -29,14 +30,29 @@ def live_worker(runs_dir: Path) -> int | None:
     return pid if pid != os.getpid() and pid_alive(pid) else None
 
 
-def ring_writer_pid(ring_path: Path) -> int | None:
-    """The pid of the live process writing a ring file, if any."""
+def _header(ring_path: Path) -> tuple[Any, ...] | None:
+    """The ring file's header fields, or None if it has no whole header yet."""
     try:
         with ring_path.open("rb") as f:
             header = f.read(HEADER.size)
     except OSError:
         return None
-    if len(header) < HEADER.size:
+    return HEADER.unpack(header) if len(header) == HEADER.size else None
+
+
+def recorded_writer(ring_path: Path) -> int | None:
+    """The pid a finished ring's header names as its writer, alive or not.
+
+    None while the ring is being made (no header, or no magic number yet).
+    """
+    fields = _header(ring_path)
+    return fields[-1] if fields is not None and fields[0] == MAGIC else None
+
+
+def ring_writer_pid(ring_path: Path) -> int | None:
+    """The pid of the live process writing a ring file, if any."""
+    fields = _header(ring_path)
+    if fields is None:
         return None
-    pid = HEADER.unpack(header)[-1]
+    pid = fields[-1]
     return pid if pid != os.getpid() and pid_alive(pid) else None

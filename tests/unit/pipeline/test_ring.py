@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -336,6 +337,7 @@ def test_a_durable_reader_never_skips_a_writer_in_another_process(tmp_path):
     finally:
         writer.stdin.close()
         writer.wait(30)
+        writer.stdout.close()
     assert seen == total
 
 
@@ -398,3 +400,16 @@ def test_labsky_ring_tail_prints_rows_from_another_process(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "#0 {'stream': 'primary'} rows=2" in result.stdout
     assert "{'x': 3.0}" in result.stdout
+
+
+def test_a_ring_names_its_writer_once_it_is_made(tmp_path):
+    from labsky.pipeline.holders import recorded_writer, ring_writer_pid
+
+    path = tmp_path / "ring"
+    RingBuffer(path, slot_count=16, slot_size=4096)
+    assert recorded_writer(path) == os.getpid()
+    assert ring_writer_pid(path) is None  # not another live process
+    being_made = tmp_path / "new.ring"
+    being_made.write_bytes(bytes(64))  # reserved, no header written yet
+    assert recorded_writer(being_made) is None
+    assert recorded_writer(tmp_path / "absent.ring") is None
