@@ -1,25 +1,35 @@
-"""The embedded catalog's SQLite file: a creation Tiled never finished is set aside.
+"""The embedded catalog's SQLite file: made whole or not at all, never left half-made.
 
 `tiled serve catalog --init` creates the catalog's tables, then stamps the
 file with its schema revision (alembic). A server killed in between (a
 session killed while its server was still starting, which on a loaded
-machine takes seconds) leaves the tables without the stamp, and every later
-`--init` then fails ("cannot change into wal mode from within a
+machine takes seconds) left the tables without the stamp, and every later
+`--init` then failed ("cannot change into wal mode from within a
 transaction"): no session, recovery or `labsky serve` could open the
-catalog again. Tiled registers nothing in a file it has not stamped, so such
-a file holds no run; it is moved aside (kept, never deleted) and Tiled
-creates the catalog anew. The runs themselves are in their HDF5 files;
-`labsky catalog rebuild` registers them all again if ever needed.
+catalog again. Two servers creating the same new catalog at once failed the
+same way ("table nodes_closure already exists").
+
+So the server's process makes a new catalog in a draft file of its own and
+links it into place only when it is stamped (`create_whole`, before Tiled
+starts): the catalog file exists complete or not at all, and the first of
+two makers wins. A half-made file left by an older labsky holds no run
+(Tiled registers nothing before the stamp): `set_aside_unfinished` moves it
+aside (kept, never deleted) for a new one. The runs themselves are in their
+HDF5 files; `labsky catalog rebuild` registers them all again if ever needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sqlite3
+import warnings
 from contextlib import closing
 from pathlib import Path
 
 from labsky.errors import LabskyError
+from labsky.processes import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +105,59 @@ def set_aside_unfinished(path: Path) -> Path | None:
         aside,
     )
     return aside
+
+
+def _drafts(path: Path) -> dict[Path, str]:
+    """The drafts of `path` (with their journals), each with its maker's pid."""
+    prefix = f".{path.name}."
+    return {
+        draft: draft.name.removeprefix(prefix).split(".")[0]
+        for draft in path.parent.glob(f"{prefix}*.draft*")
+    }
+
+
+def create_whole(path: Path) -> bool:
+    """Create the SQLite catalog `path` complete, if it does not exist.
+
+    The tables are made and stamped in a draft file, which is then linked to
+    `path` (a link never replaces a file: if another process made the
+    catalog meanwhile, its catalog is kept and the draft dropped). Drafts of
+    processes that died while making one are removed.
+
+    Returns:
+        Whether this call created the catalog.
+    """
+    for draft, maker in _drafts(path).items():
+        if not (maker.isdigit() and pid_alive(int(maker))):
+            draft.unlink(missing_ok=True)
+    if path.exists():
+        return False
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from tiled.alembic_utils import stamp_head
+    from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
+    from tiled.catalog.core import initialize_database
+
+    draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+    url = f"sqlite+aiosqlite:///{draft}"
+
+    async def make_tables() -> None:
+        engine = create_async_engine(url)
+        try:
+            await initialize_database(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(make_tables())
+        with warnings.catch_warnings():  # about Tiled's own alembic.ini template
+            warnings.filterwarnings(
+                "ignore", "No path_separator found", DeprecationWarning
+            )
+            stamp_head(Path(ALEMBIC_INI_TEMPLATE_PATH), Path(ALEMBIC_DIR), url)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        draft.unlink(missing_ok=True)
