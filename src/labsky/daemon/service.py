@@ -277,9 +277,8 @@ class Daemon:
         existing = self.directory / "existing_plans_and_devices.yaml"
         args = [
             sys.executable,
-            "-c",
-            "from bluesky_queueserver.manager.start_manager import start_manager;"
-            "start_manager()",
+            "-m",
+            "labsky.daemon.manager_main",  # start-re-manager, loaded-machine timeout
             "--startup-module", "labsky.daemon.startup",
             "--redis-addr", redis,
             "--redis-name-prefix", f"labsky_{self.profile.name or 'default'}",
